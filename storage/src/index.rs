@@ -1,0 +1,504 @@
+//! The in-memory index of a partition and its hash tree.
+//!
+//! The key space is split into `tree_segments` buckets by the top bits of
+//! `xxh3_64(key)`. Each bucket is its own small hash table, so the keys of
+//! one tree segment are listed without touching the others, tables grow in
+//! small steps, and the tree segment's hash (XOR of
+//! `xxh3(key, version, vhash)` over its keys) is kept up to date in O(1).
+//!
+//! Keys live in an append-only arena; a slot is 40 bytes (see `Slot`).
+
+use std::collections::{BTreeSet, HashMap};
+
+use hashbrown::HashTable;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::record::{Kind, Version, FLAG_ORDERED, FLAG_TREE, MAX_KEY_BYTES};
+
+pub const DEFAULT_TREE_SEGMENTS: u32 = 4096;
+pub const MAX_TREE_SEGMENTS: u32 = 1 << 16;
+/// Keys are packed into arena chunks of at most this many bytes.
+const ARENA_CHUNK_BYTES: usize = 1 << 20;
+/// Distinct origin clusters a partition can tell apart (slots store an index).
+pub const MAX_CLUSTERS: usize = u16::MAX as usize;
+
+/// What the index knows about a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub seg: u32,
+    pub off: u64,
+    pub len: u32,
+    pub kind: Kind,
+    pub flags: u8,
+    pub version: Version,
+    pub vhash: u64,
+}
+
+impl Entry {
+    pub fn is_tombstone(&self) -> bool {
+        self.kind == Kind::Tombstone
+    }
+}
+
+/// One key of a tree segment, as fullsync compares it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TreeEntry {
+    pub key: Vec<u8>,
+    pub version: Version,
+    pub vhash: u64,
+    pub kind: Kind,
+}
+
+// w0 layout: arena offset (40 bits) | key length (12 bits) | kind (4) | flags (8)
+const OFF_BITS: u32 = 40;
+const KLEN_BITS: u32 = 12;
+const _: () = assert!(MAX_KEY_BYTES < (1 << KLEN_BITS));
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Slot {
+    w0: u64,
+    seg: u32,
+    off: u32,
+    len: u32,
+    cluster_idx: u16,
+    _pad: u16,
+    hlc: u64,
+    vhash: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 40);
+
+impl Slot {
+    fn arena_off(&self) -> u64 {
+        self.w0 & ((1 << OFF_BITS) - 1)
+    }
+    fn key_len(&self) -> usize {
+        ((self.w0 >> OFF_BITS) & ((1 << KLEN_BITS) - 1)) as usize
+    }
+    fn kind(&self) -> Kind {
+        Kind::from_u8(((self.w0 >> (OFF_BITS + KLEN_BITS)) & 0xf) as u8).expect("valid kind in slot")
+    }
+    fn flags(&self) -> u8 {
+        (self.w0 >> (OFF_BITS + KLEN_BITS + 4)) as u8
+    }
+    fn pack(arena_off: u64, key_len: usize, kind: Kind, flags: u8) -> u64 {
+        assert!(arena_off < (1 << OFF_BITS), "key arena exhausted");
+        assert!(key_len < (1 << KLEN_BITS));
+        arena_off | (key_len as u64) << OFF_BITS | (kind as u64) << (OFF_BITS + KLEN_BITS) | (flags as u64) << (OFF_BITS + KLEN_BITS + 4)
+    }
+}
+
+struct KeyArena {
+    chunks: Vec<Vec<u8>>,
+    live_bytes: u64,
+    garbage_bytes: u64,
+}
+
+impl KeyArena {
+    fn new() -> KeyArena {
+        KeyArena { chunks: Vec::new(), live_bytes: 0, garbage_bytes: 0 }
+    }
+
+    fn push(&mut self, key: &[u8]) -> u64 {
+        let need_new = match self.chunks.last() {
+            None => true,
+            Some(c) => c.len() + key.len() > ARENA_CHUNK_BYTES,
+        };
+        if need_new {
+            self.chunks.push(Vec::with_capacity(4096));
+        }
+        let ci = self.chunks.len() - 1;
+        let c = &mut self.chunks[ci];
+        if c.len() + key.len() > c.capacity() {
+            let want = (c.capacity() * 2).clamp(4096, ARENA_CHUNK_BYTES).max(c.len() + key.len());
+            c.reserve_exact(want - c.len());
+        }
+        let off = (ci as u64) * ARENA_CHUNK_BYTES as u64 + c.len() as u64;
+        c.extend_from_slice(key);
+        self.live_bytes += key.len() as u64;
+        off
+    }
+
+    fn get(&self, off: u64, len: usize) -> &[u8] {
+        let ci = (off / ARENA_CHUNK_BYTES as u64) as usize;
+        let o = (off % ARENA_CHUNK_BYTES as u64) as usize;
+        &self.chunks[ci][o..o + len]
+    }
+
+    fn release(&mut self, len: usize) {
+        self.live_bytes -= len as u64;
+        self.garbage_bytes += len as u64;
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.capacity()).sum::<usize>() + self.chunks.capacity() * 24
+    }
+}
+
+pub(crate) struct Index {
+    tables: Vec<HashTable<Slot>>,
+    tree: Vec<u64>,
+    shift: u32,
+    arena: KeyArena,
+    clusters: Vec<u64>,
+    cluster_idx: HashMap<u64, u16>,
+    ordered: BTreeSet<Box<[u8]>>,
+    count: usize,
+}
+
+/// Hash of a key as the index and the tree use it.
+pub fn key_hash(key: &[u8]) -> u64 {
+    xxh3_64(key)
+}
+
+/// A key's contribution to its tree segment's hash.
+pub fn tree_contribution(key: &[u8], version: Version, vhash: u64) -> u64 {
+    let mut buf = [0u8; MAX_KEY_BYTES + 24];
+    let n = key.len();
+    buf[..n].copy_from_slice(key);
+    buf[n..n + 8].copy_from_slice(&version.hlc.to_le_bytes());
+    buf[n + 8..n + 16].copy_from_slice(&version.cluster.to_le_bytes());
+    buf[n + 16..n + 24].copy_from_slice(&vhash.to_le_bytes());
+    xxh3_64(&buf[..n + 24])
+}
+
+fn table_hash(h: u64) -> u64 {
+    // The top bits pick the table; hashbrown uses the low bits and the top 7
+    // bits, so give it bits that vary inside one table.
+    h.rotate_left(32)
+}
+
+pub(crate) struct NewSlot {
+    pub seg: u32,
+    pub off: u64,
+    pub len: u32,
+    pub kind: Kind,
+    pub flags: u8,
+    pub version: Version,
+    pub vhash: u64,
+}
+
+impl Index {
+    pub fn new(tree_segments: u32) -> Index {
+        assert!(tree_segments.is_power_of_two() && tree_segments >= 1 && tree_segments <= MAX_TREE_SEGMENTS);
+        let bits = tree_segments.trailing_zeros();
+        Index {
+            tables: (0..tree_segments).map(|_| HashTable::new()).collect(),
+            tree: vec![0; tree_segments as usize],
+            shift: 64 - bits,
+            arena: KeyArena::new(),
+            clusters: Vec::new(),
+            cluster_idx: HashMap::new(),
+            ordered: BTreeSet::new(),
+            count: 0,
+        }
+    }
+
+    pub fn tree_segment_of(&self, h: u64) -> usize {
+        if self.shift == 64 {
+            0
+        } else {
+            (h >> self.shift) as usize
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    fn entry_of(&self, s: &Slot) -> Entry {
+        Entry {
+            seg: s.seg,
+            off: s.off as u64,
+            len: s.len,
+            kind: s.kind(),
+            flags: s.flags(),
+            version: Version { hlc: s.hlc, cluster: self.clusters[s.cluster_idx as usize] },
+            vhash: s.vhash,
+        }
+    }
+
+    fn cluster_index(&mut self, cluster: u64) -> u16 {
+        if let Some(&i) = self.cluster_idx.get(&cluster) {
+            return i;
+        }
+        assert!(self.clusters.len() < MAX_CLUSTERS, "more than {MAX_CLUSTERS} origin clusters in one partition");
+        let i = self.clusters.len() as u16;
+        self.clusters.push(cluster);
+        self.cluster_idx.insert(cluster, i);
+        i
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        let h = key_hash(key);
+        let t = &self.tables[self.tree_segment_of(h)];
+        let arena = &self.arena;
+        t.find(table_hash(h), |s| s.key_len() == key.len() && arena.get(s.arena_off(), s.key_len()) == key)
+            .map(|s| self.entry_of(s))
+    }
+
+    fn xor_tree(&mut self, seg: usize, key: &[u8], version: Version, vhash: u64) {
+        self.tree[seg] ^= tree_contribution(key, version, vhash);
+    }
+
+    /// Points `key` at a new record. Returns the entry it replaced.
+    pub fn upsert(&mut self, key: &[u8], n: NewSlot) -> Option<Entry> {
+        debug_assert!(!matches!(n.kind, Kind::Expunge | Kind::Seal));
+        let h = key_hash(key);
+        let ts = self.tree_segment_of(h);
+        let cidx = self.cluster_index(n.version.cluster);
+        let th = table_hash(h);
+        let arena = &self.arena;
+        let found = self.tables[ts]
+            .find_mut(th, |s| s.key_len() == key.len() && arena.get(s.arena_off(), s.key_len()) == key)
+            .map(|s| {
+                let old = *s;
+                s.w0 = Slot::pack(old.arena_off(), key.len(), n.kind, n.flags);
+                s.seg = n.seg;
+                s.off = n.off as u32;
+                s.len = n.len;
+                s.cluster_idx = cidx;
+                s.hlc = n.version.hlc;
+                s.vhash = n.vhash;
+                old
+            });
+        let old = found.map(|s| self.entry_of(&s));
+        if let Some(o) = &old {
+            if o.flags & FLAG_TREE != 0 {
+                self.xor_tree(ts, key, o.version, o.vhash);
+            }
+        } else {
+            let aoff = self.arena.push(key);
+            let slot = Slot {
+                w0: Slot::pack(aoff, key.len(), n.kind, n.flags),
+                seg: n.seg,
+                off: n.off as u32,
+                len: n.len,
+                cluster_idx: cidx,
+                _pad: 0,
+                hlc: n.version.hlc,
+                vhash: n.vhash,
+            };
+            let arena = &self.arena;
+            self.tables[ts].insert_unique(th, slot, |s| table_hash(key_hash(arena.get(s.arena_off(), s.key_len()))));
+            self.count += 1;
+        }
+        if n.flags & FLAG_TREE != 0 {
+            self.xor_tree(ts, key, n.version, n.vhash);
+        }
+        let want_ordered = n.flags & FLAG_ORDERED != 0 && n.kind != Kind::Tombstone;
+        let was_ordered = old.map(|o| o.flags & FLAG_ORDERED != 0 && o.kind != Kind::Tombstone).unwrap_or(false);
+        if want_ordered && !was_ordered {
+            self.ordered.insert(key.into());
+        } else if !want_ordered && was_ordered {
+            self.ordered.remove(key);
+        }
+        old
+    }
+
+    /// Removes `key` (when `at` is given, only if it still points there).
+    pub fn remove(&mut self, key: &[u8], at: Option<(u32, u64)>) -> Option<Entry> {
+        let h = key_hash(key);
+        let ts = self.tree_segment_of(h);
+        let arena = &self.arena;
+        let entry = self.tables[ts]
+            .find_entry(table_hash(h), |s| s.key_len() == key.len() && arena.get(s.arena_off(), s.key_len()) == key)
+            .ok()?;
+        let s = *entry.get();
+        if let Some((seg, off)) = at {
+            if s.seg != seg || s.off as u64 != off {
+                return None;
+            }
+        }
+        entry.remove();
+        self.count -= 1;
+        self.arena.release(s.key_len());
+        let e = self.entry_of(&s);
+        if e.flags & FLAG_TREE != 0 {
+            self.xor_tree(ts, key, e.version, e.vhash);
+        }
+        if e.flags & FLAG_ORDERED != 0 && e.kind != Kind::Tombstone {
+            self.ordered.remove(key);
+        }
+        self.maybe_rebuild_arena();
+        Some(e)
+    }
+
+    /// Moves `key` from one location to another if it is still at `from`.
+    pub fn relocate(&mut self, key: &[u8], from: (u32, u64), to: (u32, u64)) -> bool {
+        let h = key_hash(key);
+        let ts = self.tree_segment_of(h);
+        let arena = &self.arena;
+        match self.tables[ts].find_mut(table_hash(h), |s| s.key_len() == key.len() && arena.get(s.arena_off(), s.key_len()) == key) {
+            Some(s) if s.seg == from.0 && s.off as u64 == from.1 => {
+                s.seg = to.0;
+                s.off = to.1 as u32;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn tree_hashes(&self) -> &[u64] {
+        &self.tree
+    }
+
+    pub fn tree_segment_entries(&self, seg: usize) -> Vec<TreeEntry> {
+        let Some(t) = self.tables.get(seg) else { return Vec::new() };
+        let mut v: Vec<TreeEntry> = t
+            .iter()
+            .filter(|s| s.flags() & FLAG_TREE != 0)
+            .map(|s| {
+                let e = self.entry_of(s);
+                TreeEntry {
+                    key: self.arena.get(s.arena_off(), s.key_len()).to_vec(),
+                    version: e.version,
+                    vhash: e.vhash,
+                    kind: e.kind,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+
+    /// Ordered keys after `start_after` that begin with `prefix`.
+    pub fn ordered_after(&self, start_after: &[u8], prefix: &[u8], limit: usize) -> Vec<Vec<u8>> {
+        use std::ops::Bound;
+        let lower: &[u8] = if start_after >= prefix { start_after } else { prefix };
+        let lb = if start_after >= prefix { Bound::Excluded(lower) } else { Bound::Included(lower) };
+        self.ordered
+            .range::<[u8], _>((lb, Bound::Unbounded))
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .map(|k| k.to_vec())
+            .collect()
+    }
+
+    #[cfg(test)]
+    pub fn ordered_len(&self) -> usize {
+        self.ordered.len()
+    }
+
+    /// Calls `f` for every key (used by compaction bookkeeping and tests).
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], Entry)) {
+        for t in &self.tables {
+            for s in t.iter() {
+                f(self.arena.get(s.arena_off(), s.key_len()), self.entry_of(s));
+            }
+        }
+    }
+
+    /// Approximate heap bytes held by the index (tables, arena, tree).
+    pub fn heap_bytes(&self) -> usize {
+        let tables: usize = self.tables.iter().map(|t| t.capacity() * (std::mem::size_of::<Slot>() + 1) + 16).sum();
+        let ordered: usize = self.ordered.iter().map(|k| k.len() + 40).sum();
+        tables
+            + self.tables.capacity() * std::mem::size_of::<HashTable<Slot>>()
+            + self.arena.heap_bytes()
+            + self.tree.len() * 8
+            + ordered
+    }
+
+    fn maybe_rebuild_arena(&mut self) {
+        let a = &self.arena;
+        if a.garbage_bytes < (8 << 20) || a.garbage_bytes < a.live_bytes {
+            return;
+        }
+        let mut fresh = KeyArena::new();
+        for t in self.tables.iter_mut() {
+            for s in t.iter_mut() {
+                let k = self.arena.get(s.arena_off(), s.key_len());
+                let off = fresh.push(k);
+                s.w0 = Slot::pack(off, s.key_len(), s.kind(), s.flags());
+            }
+        }
+        self.arena = fresh;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(seg: u32, off: u64, v: u64, kind: Kind, flags: u8) -> NewSlot {
+        NewSlot { seg, off, len: 100, kind, flags, version: Version { hlc: v, cluster: 7 }, vhash: v * 31 }
+    }
+
+    #[test]
+    fn upsert_get_remove_and_tree_xor() {
+        let mut ix = Index::new(16);
+        let empty = ix.tree_hashes().to_vec();
+        for i in 0..1000u64 {
+            ix.upsert(format!("k{i}").as_bytes(), slot(1, i * 16, i, Kind::Manifest, FLAG_TREE | FLAG_ORDERED));
+        }
+        assert_eq!(ix.len(), 1000);
+        let e = ix.get(b"k5").unwrap();
+        assert_eq!(e.off, 80);
+        assert_eq!(e.version.hlc, 5);
+        // overwrite then restore leaves the same tree
+        let before = ix.tree_hashes().to_vec();
+        ix.upsert(b"k5", slot(2, 0, 99, Kind::Manifest, FLAG_TREE | FLAG_ORDERED));
+        assert_ne!(ix.tree_hashes(), &before[..]);
+        ix.upsert(b"k5", slot(1, 80, 5, Kind::Manifest, FLAG_TREE | FLAG_ORDERED));
+        assert_eq!(ix.tree_hashes(), &before[..]);
+        for i in 0..1000u64 {
+            assert!(ix.remove(format!("k{i}").as_bytes(), None).is_some());
+        }
+        assert_eq!(ix.tree_hashes(), &empty[..]);
+        assert_eq!(ix.len(), 0);
+        assert_eq!(ix.ordered_len(), 0);
+    }
+
+    #[test]
+    fn segment_entries_list_only_that_segment() {
+        let mut ix = Index::new(64);
+        for i in 0..5000u64 {
+            ix.upsert(format!("key-{i}").as_bytes(), slot(1, i * 16, i + 1, Kind::Block, FLAG_TREE));
+        }
+        let mut total = 0;
+        for s in 0..64 {
+            for e in ix.tree_segment_entries(s) {
+                assert_eq!(ix.tree_segment_of(key_hash(&e.key)), s);
+                total += 1;
+            }
+        }
+        assert_eq!(total, 5000);
+    }
+
+    #[test]
+    fn ordered_listing_with_prefix_and_start_after() {
+        let mut ix = Index::new(16);
+        for k in ["a/1", "a/2", "b/1", "b/2", "c"] {
+            ix.upsert(k.as_bytes(), slot(1, 0, 1, Kind::Manifest, FLAG_ORDERED));
+        }
+        ix.upsert(b"b/1", slot(1, 0, 2, Kind::Tombstone, FLAG_ORDERED));
+        let got = ix.ordered_after(b"", b"b/", 10);
+        assert_eq!(got, vec![b"b/2".to_vec()]);
+        let got = ix.ordered_after(b"a/1", b"", 2);
+        assert_eq!(got, vec![b"a/2".to_vec(), b"b/2".to_vec()]);
+    }
+
+    #[test]
+    fn arena_rebuild_keeps_keys() {
+        let mut ix = Index::new(4);
+        let big = vec![b'x'; 1500];
+        for i in 0..20000u32 {
+            let mut k = big.clone();
+            k.extend_from_slice(&i.to_le_bytes());
+            ix.upsert(&k, slot(1, 0, 1, Kind::Block, 0));
+        }
+        for i in 0..19000u32 {
+            let mut k = big.clone();
+            k.extend_from_slice(&i.to_le_bytes());
+            ix.remove(&k, None).unwrap();
+        }
+        for i in 19000..20000u32 {
+            let mut k = big.clone();
+            k.extend_from_slice(&i.to_le_bytes());
+            assert!(ix.get(&k).is_some());
+        }
+        assert!(ix.arena.garbage_bytes < 8 << 20);
+    }
+}

@@ -1,0 +1,50 @@
+//! `storage`: the per-partition log-structured store of a dataplane node.
+//!
+//! One [`Partition`] is one append-only log made of preallocated segment
+//! files, an in-memory index (key → location, version, value hash), a hash
+//! tree for fullsync, durable cursors for realtime replication, and
+//! compaction. A partition is owned by one glommio executor (it is `!Send`);
+//! sealed segments are read through shared `mmap`s that any thread may read.
+//!
+//! The on-disk format is described in `docs/architecture.md` ("Storage").
+
+mod buffer;
+mod compaction;
+mod cursor;
+mod dir;
+mod error;
+mod hint;
+mod index;
+mod notify;
+mod partition;
+pub mod record;
+mod segment;
+
+pub use compaction::CompactionStats;
+pub use dir::{StoreDir, FORMAT_FILE};
+pub use error::{Error, Result};
+pub use index::{Entry, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_TREE_SEGMENTS};
+pub use partition::{
+    AppendOutcome, Damage, LsnIter, Partition, PartitionConfig, PartitionStats, PutMode,
+    SyncMode, WriteRecord,
+};
+pub use record::{
+    Header, Kind, Version, FLAG_ORDERED, FLAG_REPLICATE, FLAG_TREE, HEADER_BYTES,
+    MAX_KEY_BYTES, MAX_META_BYTES, MAX_RECORD_BYTES, MAX_VALUE_BYTES, RECORD_ALIGN,
+};
+pub use segment::{
+    RecordView, SendRecord, FORMAT_VERSION, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
+
+/// Per-partition log sequence number. Strictly increasing; 0 means "before
+/// the first record".
+pub type Lsn = u64;
+
+/// Current wall-clock time in milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,1611 @@
+//! A partition: one append-only log, its index, hash tree, cursors and the
+//! flusher task that writes and syncs it.
+//!
+//! Write path: `append` copies a record into the open write buffer, updates
+//! the index and returns its LSN; the flusher writes closed buffers in order
+//! with O_DIRECT (glommio DMA file, io_uring) and fdatasyncs by the sync mode.
+//! Callers wait for the level they need with `wait_written` / `wait_durable`;
+//! many appends share one write and one fdatasync (group commit).
+//!
+//! Read path: sealed and flushed regions through the segment's mmap, the tail
+//! from the write buffers; nothing is copied.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::poll_fn;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use glommio::io::DmaFile;
+use memmap2::{Mmap, MmapOptions};
+
+use crate::buffer::{page_ceil, page_floor, BufState, WBuf, PAGE_BYTES};
+use crate::cursor::{self, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME_BYTES};
+use crate::error::{is_enospc, Error, Result};
+use crate::hint::{self, HintWriter};
+use crate::index::{Entry, Index, NewSlot, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_TREE_SEGMENTS};
+use crate::notify::Notify;
+use crate::record::{align_up, Header, Kind, Version, HEADER_BYTES, MAX_KEY_BYTES, MAX_META_BYTES, MAX_VALUE_BYTES};
+use crate::segment::{
+    Backing, RecordView, SegHeader, SegName, Segment, FORMAT_VERSION, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+    SEGMENT_HEADER_BYTES,
+};
+use crate::Lsn;
+
+/// Bytes a seal record takes; every segment keeps room for one.
+const SEAL_BYTES: u64 = HEADER_BYTES as u64;
+/// How often dirty cursors are persisted.
+pub const CURSOR_PERSIST_INTERVAL_MS: u64 = 1000;
+/// How long the flusher sleeps when nothing asks for it (sync = none).
+const IDLE_TICK_MS: u64 = 1000;
+/// A write buffer with less room than this is closed right away.
+const MIN_BUFFER_ROOM_BYTES: usize = 4096;
+/// Pause before retrying a write that failed for lack of space.
+const NO_SPACE_RETRY_MS: u64 = 500;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Every acknowledged append is covered by an fdatasync (group commit).
+    Always,
+    /// Appends are acknowledged once written (O_DIRECT, survives a process
+    /// crash); an fdatasync follows within the interval.
+    Interval(Duration),
+    /// Appends are acknowledged once in memory; written when buffers fill.
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct PartitionConfig {
+    /// Capacity of one segment file.
+    pub segment_bytes: u64,
+    /// Size of one in-memory write buffer (one O_DIRECT write).
+    pub write_buffer_bytes: usize,
+    pub sync: SyncMode,
+    /// Number of hash tree segments (power of two).
+    pub tree_segments: u32,
+    /// Tombstones are kept at least this long (and until every cursor passed them).
+    pub tombstone_grace_ms: u64,
+    /// Sealed segments with at least this fraction of dead bytes are compacted.
+    pub compaction_garbage_ratio: f64,
+    /// Appends wait when this many bytes are buffered but not yet written.
+    pub max_unflushed_bytes: usize,
+    /// Files are extended (fallocate) this much ahead of the write position.
+    pub prealloc_step_bytes: u64,
+}
+
+impl Default for PartitionConfig {
+    fn default() -> Self {
+        PartitionConfig {
+            segment_bytes: 64 << 20,
+            write_buffer_bytes: 4 << 20,
+            sync: SyncMode::Interval(Duration::from_millis(100)),
+            tree_segments: DEFAULT_TREE_SEGMENTS,
+            tombstone_grace_ms: 3_600_000,
+            compaction_garbage_ratio: 0.5,
+            max_unflushed_bytes: 64 << 20,
+            prealloc_step_bytes: 8 << 20,
+        }
+    }
+}
+
+impl PartitionConfig {
+    pub fn validate(&self) -> Result<()> {
+        let bad = |s: String| Err(Error::Config(s));
+        if self.segment_bytes < MIN_SEGMENT_BYTES || self.segment_bytes > MAX_SEGMENT_BYTES {
+            return bad(format!(
+                "segment_bytes = {} is out of range; allowed {}..={}",
+                self.segment_bytes, MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES
+            ));
+        }
+        if self.segment_bytes % PAGE_BYTES != 0 {
+            return bad(format!("segment_bytes = {} must be a multiple of 4096", self.segment_bytes));
+        }
+        if self.write_buffer_bytes < 64 << 10 || self.write_buffer_bytes % PAGE_BYTES as usize != 0 || self.write_buffer_bytes > 256 << 20 {
+            return bad(format!("write_buffer_bytes = {} must be a multiple of 4096 between 64 KiB and 256 MiB", self.write_buffer_bytes));
+        }
+        if !self.tree_segments.is_power_of_two() || self.tree_segments > MAX_TREE_SEGMENTS {
+            return bad(format!("tree_segments = {} must be a power of two up to {}", self.tree_segments, MAX_TREE_SEGMENTS));
+        }
+        if !(0.05..=0.95).contains(&self.compaction_garbage_ratio) {
+            return bad(format!("compaction_garbage_ratio = {} must be within 0.05..=0.95", self.compaction_garbage_ratio));
+        }
+        if self.max_unflushed_bytes < self.write_buffer_bytes {
+            return bad("max_unflushed_bytes must be at least write_buffer_bytes".into());
+        }
+        if self.prealloc_step_bytes < PAGE_BYTES || self.prealloc_step_bytes % PAGE_BYTES != 0 {
+            return bad("prealloc_step_bytes must be a positive multiple of 4096".into());
+        }
+        Ok(())
+    }
+}
+
+/// One record to append. `value` may come in several parts (for example the
+/// pieces of a network buffer); they are stored contiguously.
+pub struct WriteRecord<'a> {
+    pub kind: Kind,
+    pub flags: u8,
+    pub key: &'a [u8],
+    pub meta: &'a [u8],
+    pub value: &'a [&'a [u8]],
+    pub version: Version,
+    pub vhash: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutMode {
+    /// Append unconditionally.
+    Always,
+    /// Append only if the version is newer than the key's current version
+    /// (last writer wins; an equal version is an idempotent no-op).
+    IfNewer,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Applied { lsn: Lsn, replaced: Option<Entry> },
+    Stale { current: Entry },
+}
+
+impl AppendOutcome {
+    pub fn lsn(&self) -> Option<Lsn> {
+        match self {
+            AppendOutcome::Applied { lsn, .. } => Some(*lsn),
+            AppendOutcome::Stale { .. } => None,
+        }
+    }
+}
+
+/// A damaged region found in a sealed segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Damage {
+    pub path: PathBuf,
+    pub offset: u64,
+    /// The key whose record was damaged, when it could be told.
+    pub key: Option<Vec<u8>>,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PartitionStats {
+    pub partition: u32,
+    pub keys: u64,
+    pub segments: u64,
+    pub log_bytes: u64,
+    pub dead_bytes: u64,
+    pub head_lsn: Lsn,
+    pub written_lsn: Lsn,
+    pub synced_lsn: Lsn,
+    pub appends: u64,
+    pub appended_bytes: u64,
+    pub unflushed_bytes: u64,
+    pub index_heap_bytes: u64,
+    pub damaged: u64,
+    pub cursors: u64,
+    pub compactions: u64,
+    pub compacted_bytes: u64,
+    pub fdatasyncs: u64,
+    pub no_space: bool,
+}
+
+pub(crate) struct SegList {
+    /// Sorted by name (base, gen): LSN order.
+    pub order: Vec<Rc<Segment>>,
+    pub by_id: Vec<Option<Rc<Segment>>>,
+    /// Bumped whenever `order` changes other than by appending a segment.
+    pub generation: u64,
+}
+
+impl SegList {
+    pub fn get(&self, id: u32) -> Option<&Rc<Segment>> {
+        self.by_id.get(id as usize).and_then(|s| s.as_ref())
+    }
+    pub fn next_id(&self) -> u32 {
+        self.by_id.len() as u32
+    }
+    pub fn position(&self, id: u32) -> Option<usize> {
+        self.order.iter().position(|s| s.id == id)
+    }
+}
+
+pub(crate) struct WriteState {
+    pub seg: Rc<Segment>,
+    pub file: Rc<DmaFile>,
+    /// Offset of the next record.
+    pub pos: u64,
+    pub open: Rc<WBuf>,
+    /// Closed buffers (waiting for their write) and written buffers that
+    /// readers still need, oldest first.
+    pub pending: VecDeque<Rc<WBuf>>,
+    pub prealloc_end: u64,
+    pub hint: HintWriter,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub appends: Cell<u64>,
+    pub appended_bytes: Cell<u64>,
+    pub fdatasyncs: Cell<u64>,
+    pub compactions: Cell<u64>,
+    pub compacted_bytes: Cell<u64>,
+}
+
+pub(crate) struct Inner {
+    pub id: u32,
+    pub dir: PathBuf,
+    pub cfg: PartitionConfig,
+    pub index: RefCell<Index>,
+    pub segs: RefCell<SegList>,
+    pub w: RefCell<Option<WriteState>>,
+    pub next_lsn: Cell<Lsn>,
+    pub written_lsn: Cell<Lsn>,
+    pub synced_lsn: Cell<Lsn>,
+    want_written: Cell<Lsn>,
+    want_synced: Cell<Lsn>,
+    unflushed: Cell<usize>,
+    flusher_signal: Cell<bool>,
+    flusher_waker: RefCell<Option<std::task::Waker>>,
+    pub progress: Notify,
+    rolling: Cell<bool>,
+    failed: RefCell<Option<String>>,
+    no_space: RefCell<Option<String>>,
+    closing: Cell<bool>,
+    closed: Cell<bool>,
+    pub cursors: RefCell<BTreeMap<String, Lsn>>,
+    cursors_dirty: Cell<bool>,
+    pub damage: RefCell<Vec<Damage>>,
+    last_sync: Cell<Instant>,
+    pub counters: Counters,
+    pub compacting: Cell<bool>,
+}
+
+/// A partition handle. Cheap to clone; all clones share one partition.
+/// Must stay on the executor that opened it.
+#[derive(Clone)]
+pub struct Partition(pub(crate) Rc<Inner>);
+
+fn io_err(ctx: impl Into<String>, e: std::io::Error) -> Error {
+    Error::io(ctx, e)
+}
+
+fn glommio_io(e: glommio::GlommioError<()>) -> std::io::Error {
+    e.into()
+}
+
+pub(crate) fn map_file(path: &Path, len: u64) -> Result<Arc<Mmap>> {
+    let f = std::fs::File::open(path).map_err(|e| io_err(format!("opening {} for reading", path.display()), e))?;
+    // SAFETY: the log is append-only; mapped regions are only read after
+    // their writes completed, and files are unlinked (never truncated below a
+    // region a reader may hold) while mapped.
+    let m = unsafe { MmapOptions::new().len(len as usize).map(&f) }
+        .map_err(|e| io_err(format!("mapping {}", path.display()), e))?;
+    Ok(Arc::new(m))
+}
+
+enum ScanEnd {
+    /// A seal record ends the segment.
+    Sealed,
+    /// Clean end (zeros) or a torn/corrupt tail at this offset.
+    Tail { torn: bool },
+}
+
+impl Partition {
+    /// Opens (or creates) partition `id` in `dir`, recovering its log.
+    /// Must run inside a glommio executor.
+    pub async fn open(dir: &Path, id: u32, cfg: PartitionConfig) -> Result<Partition> {
+        cfg.validate()?;
+        let dir = dir.to_path_buf();
+        {
+            let d = dir.clone();
+            glommio::executor()
+                .spawn_blocking(move || std::fs::create_dir_all(&d))
+                .await
+                .map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
+        }
+        let inner = Rc::new(Inner {
+            id,
+            dir: dir.clone(),
+            index: RefCell::new(Index::new(cfg.tree_segments)),
+            cfg,
+            segs: RefCell::new(SegList { order: Vec::new(), by_id: Vec::new(), generation: 0 }),
+            w: RefCell::new(None),
+            next_lsn: Cell::new(1),
+            written_lsn: Cell::new(0),
+            synced_lsn: Cell::new(0),
+            want_written: Cell::new(0),
+            want_synced: Cell::new(0),
+            unflushed: Cell::new(0),
+            flusher_signal: Cell::new(false),
+            flusher_waker: RefCell::new(None),
+            progress: Notify::default(),
+            rolling: Cell::new(false),
+            failed: RefCell::new(None),
+            no_space: RefCell::new(None),
+            closing: Cell::new(false),
+            closed: Cell::new(false),
+            cursors: RefCell::new(BTreeMap::new()),
+            cursors_dirty: Cell::new(false),
+            damage: RefCell::new(Vec::new()),
+            last_sync: Cell::new(Instant::now()),
+            counters: Counters::default(),
+            compacting: Cell::new(false),
+        });
+        let p = Partition(inner);
+        let resumed_tail = p.recover().await?;
+        glommio::spawn_local(flusher(p.0.clone())).detach();
+        if resumed_tail {
+            // Every start seals the previous tail at its last valid record
+            // and continues in a fresh segment, so bytes beyond a torn tail
+            // are never scanned again.
+            p.roll().await?;
+        }
+        Ok(p)
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.id
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0.dir
+    }
+
+    pub fn config(&self) -> &PartitionConfig {
+        &self.0.cfg
+    }
+
+    /// LSN of the newest record (0 when empty).
+    pub fn head_lsn(&self) -> Lsn {
+        self.0.next_lsn.get() - 1
+    }
+
+    pub fn written_lsn(&self) -> Lsn {
+        self.0.written_lsn.get()
+    }
+
+    pub fn synced_lsn(&self) -> Lsn {
+        self.0.synced_lsn.get()
+    }
+
+    // ---------------------------------------------------------------- recovery
+
+    /// Rebuilds the index from the segments. Returns true when the write
+    /// state resumes the tail of an existing segment (which must be sealed).
+    async fn recover(&self) -> Result<bool> {
+        let inner = &self.0;
+        let dir = inner.dir.clone();
+        let listing = glommio::executor()
+            .spawn_blocking(move || -> std::io::Result<Vec<String>> {
+                let mut v = Vec::new();
+                for e in std::fs::read_dir(&dir)? {
+                    v.push(e?.file_name().to_string_lossy().into_owned());
+                }
+                Ok(v)
+            })
+            .await
+            .map_err(|e| io_err(format!("listing {}", inner.dir.display()), e))?;
+        let mut names: Vec<SegName> = Vec::new();
+        let mut stale: Vec<PathBuf> = Vec::new();
+        for f in &listing {
+            if f.ends_with(".tmp") {
+                stale.push(inner.dir.join(f));
+            } else if let Some(n) = SegName::parse(f) {
+                names.push(n);
+            }
+        }
+        names.sort();
+        // Read headers; drop segments that a compaction output covers.
+        let mut headers: Vec<(SegHeader, PathBuf)> = Vec::new();
+        for n in &names {
+            let path = inner.dir.join(n.file_name());
+            let map = map_file(&path, SEGMENT_HEADER_BYTES)?;
+            let h = SegHeader::decode(&path, &map[..])?;
+            if h.format > FORMAT_VERSION {
+                return Err(Error::NewerFormat { dir: inner.dir.clone(), found: h.format, supported: FORMAT_VERSION });
+            }
+            if h.partition != inner.id || h.name != *n {
+                return Err(Error::BadFile {
+                    path,
+                    what: format!("header says partition {} segment {:?}; expected partition {} segment {:?}", h.partition, h.name, inner.id, n),
+                });
+            }
+            headers.push((h, path));
+        }
+        let covered = |h: &SegHeader| {
+            headers.iter().any(|(o, _)| {
+                o.name.gen > h.name.gen && o.name.base <= h.name.base && h.name.base <= o.cover_to && o.name != h.name
+            })
+        };
+        let mut keep = Vec::new();
+        for (h, path) in &headers {
+            if covered(h) {
+                log::warn!("partition {}: removing {} (superseded by a finished compaction)", inner.id, path.display());
+                stale.push(path.clone());
+                stale.push(path.with_extension("hint"));
+            } else {
+                keep.push((*h, path.clone()));
+            }
+        }
+        if !stale.is_empty() {
+            glommio::executor()
+                .spawn_blocking(move || {
+                    for p in stale {
+                        let _ = std::fs::remove_file(p);
+                    }
+                })
+                .await;
+        }
+        // Cursors.
+        let cpath = inner.dir.join(CURSOR_FILE);
+        let cbytes = {
+            let c = cpath.clone();
+            glommio::executor().spawn_blocking(move || std::fs::read(c)).await
+        };
+        match cbytes {
+            Ok(b) => *inner.cursors.borrow_mut() = cursor::decode(&cpath, &b)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("reading {}", cpath.display()), e)),
+        }
+
+        let n = keep.len();
+        let mut last_tail: Option<(Rc<Segment>, u64, HintWriter, bool)> = None;
+        for (i, (h, path)) in keep.into_iter().enumerate() {
+            let is_last = i + 1 == n;
+            let map = map_file(&path, h.capacity)?;
+            let id = inner.segs.borrow().next_id();
+            let seg = Rc::new(Segment::new(id, h.name, path.clone(), h.cover_to, h.capacity, map));
+            {
+                let mut sl = inner.segs.borrow_mut();
+                sl.by_id.push(Some(seg.clone()));
+                sl.order.push(seg.clone());
+            }
+            // Sealed segments with a valid hint load from it.
+            if !is_last {
+                if let Some(()) = self.load_hint(&seg).await {
+                    seg.sealed.set(true);
+                    continue;
+                }
+            }
+            let file_len = {
+                let p = path.clone();
+                glommio::executor().spawn_blocking(move || std::fs::metadata(p).map(|m| m.len())).await.unwrap_or(0)
+            };
+            let mut hw = HintWriter::default();
+            let end = self.scan_segment(&seg, is_last, file_len, &mut hw);
+            match end {
+                ScanEnd::Sealed => {
+                    seg.sealed.set(true);
+                    // The hint was missing or unusable: write it now.
+                    self.write_hint(&seg, hw).await?;
+                }
+                ScanEnd::Tail { torn } => {
+                    if is_last {
+                        last_tail = Some((seg.clone(), seg.end.get(), hw, torn));
+                    } else {
+                        // Not the last segment, so nothing more is written to
+                        // it: either a compaction output (which ends in
+                        // zeros), a segment whose seal never landed, or a
+                        // damaged one (the scan listed the damage).
+                        seg.sealed.set(true);
+                        if !torn {
+                            self.write_hint(&seg, hw).await?;
+                        }
+                    }
+                }
+            }
+        }
+        // Never let a cursor sit past the head (records lost to a torn tail).
+        let head = inner.next_lsn.get() - 1;
+        for (name, c) in inner.cursors.borrow_mut().iter_mut() {
+            if *c > head {
+                log::warn!("partition {}: cursor {name:?} at lsn {c} is past the recovered head {head}; moving it back", inner.id);
+                *c = head;
+                inner.cursors_dirty.set(true);
+            }
+        }
+        inner.written_lsn.set(head);
+        inner.synced_lsn.set(head);
+
+        // Install the write state: the tail of the last segment, or a fresh
+        // segment when there is none or it was sealed.
+        let resumed = last_tail.is_some();
+        match last_tail {
+            Some((seg, end, hw, torn)) => {
+                if torn {
+                    log::warn!(
+                        "partition {}: truncated a torn tail of {} at offset {end}",
+                        inner.id,
+                        seg.path.display()
+                    );
+                }
+                let file = Rc::new(
+                    glommio::io::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .dma_open(&seg.path)
+                        .await
+                        .map_err(|e| io_err(format!("opening {}", seg.path.display()), glommio_io(e)))?,
+                );
+                let start = page_floor(end);
+                let prefix = seg.map[start as usize..end as usize].to_vec();
+                let cap = inner.cfg.write_buffer_bytes;
+                let open = Rc::new(WBuf::new(file.clone(), seg.clone(), start, cap, &prefix));
+                let file_len = file.file_size().await.map_err(|e| io_err("stat", glommio_io(e)))?;
+                *inner.w.borrow_mut() = Some(WriteState { seg, file, pos: end, open, pending: VecDeque::new(), prealloc_end: file_len, hint: hw });
+            }
+            None => {
+                let base = inner.segs.borrow().order.last().map(|s| s.name.base + 1).unwrap_or(0);
+                let (file, seg) = self.create_segment(SegName { base, gen: 0 }, base, inner.cfg.segment_bytes).await?;
+                let open = Rc::new(WBuf::new(file.clone(), seg.clone(), SEGMENT_HEADER_BYTES, inner.cfg.write_buffer_bytes, &[]));
+                let prealloc_end = inner.cfg.prealloc_step_bytes.min(inner.cfg.segment_bytes).max(SEGMENT_HEADER_BYTES);
+                *inner.w.borrow_mut() =
+                    Some(WriteState { seg, file, pos: SEGMENT_HEADER_BYTES, open, pending: VecDeque::new(), prealloc_end, hint: HintWriter::default() });
+            }
+        }
+        Ok(resumed)
+    }
+
+    async fn load_hint(&self, seg: &Rc<Segment>) -> Option<()> {
+        let path = seg.path.with_extension("hint");
+        let bytes = glommio::executor().spawn_blocking(move || std::fs::read(path)).await.ok()?;
+        // Validate fully before touching the index.
+        let mut ok = true;
+        let mut last = self.0.next_lsn.get() - 1;
+        let res = hint::parse(&bytes, seg.name, |e| {
+            if e.lsn <= last || e.off < SEGMENT_HEADER_BYTES || e.off + e.len as u64 > seg.capacity {
+                ok = false;
+            }
+            last = e.lsn;
+        });
+        if res.is_err() || !ok {
+            log::warn!(
+                "partition {}: hint for {} unusable ({}); scanning the segment",
+                self.0.id,
+                seg.path.display(),
+                res.err().unwrap_or_else(|| "lsn or offsets out of order".into())
+            );
+            return None;
+        }
+        let end = hint::parse(&bytes, seg.name, |e| {
+            let h = Header {
+                crc: 0,
+                len: e.len,
+                kind: e.kind,
+                flags: e.flags,
+                key_len: e.key.len() as u16,
+                meta_len: 0,
+                value_len: 0,
+                lsn: e.lsn,
+                version: e.version,
+                vhash: e.vhash,
+            };
+            self.apply_loaded(seg, e.off, &h, e.key);
+        })
+        .ok()?;
+        seg.end.set(end);
+        Some(())
+    }
+
+    /// Scans a segment's records from the start, applying each to the index.
+    fn scan_segment(&self, seg: &Rc<Segment>, is_last: bool, file_len: u64, hw: &mut HintWriter) -> ScanEnd {
+        let map = seg.map.clone();
+        let limit = file_len.min(seg.capacity) as usize;
+        let mut off = SEGMENT_HEADER_BYTES as usize;
+        let mut last_lsn = self.0.next_lsn.get() - 1;
+        loop {
+            if off + HEADER_BYTES > limit {
+                seg.end.set(off as u64);
+                return ScanEnd::Tail { torn: false };
+            }
+            let b = &map[off..limit];
+            match Header::parse_verified(b) {
+                Ok(h) if h.lsn > last_lsn => {
+                    if h.kind == Kind::Seal {
+                        hw.push(off as u64, &h, &[]);
+                        seg.note_record(h.lsn, off as u64, h.padded_len() as u64, false);
+                        self.0.next_lsn.set(h.lsn + 1);
+                        return ScanEnd::Sealed;
+                    }
+                    let key = &b[h.key_range()];
+                    hw.push(off as u64, &h, key);
+                    self.apply_loaded(seg, off as u64, &h, key);
+                    last_lsn = h.lsn;
+                    off += h.padded_len();
+                }
+                res => {
+                    // Zeros: nothing was ever written here. (A segment whose
+                    // seal never landed ends like this too.)
+                    let all_zero = b[..HEADER_BYTES].iter().all(|&x| x == 0);
+                    if all_zero {
+                        seg.end.set(off as u64);
+                        return ScanEnd::Tail { torn: false };
+                    }
+                    let detail = match res {
+                        Ok(h) => format!("lsn {} does not follow {}", h.lsn, last_lsn),
+                        Err(e) => e.to_string(),
+                    };
+                    // Is this one damaged record inside the log rather than
+                    // the end of it? Only if its header is intact enough to
+                    // find the next record and that record continues the
+                    // LSN chain exactly.
+                    let skip = Header::parse(b).ok().and_then(|h| {
+                        let next = off + h.padded_len();
+                        if next + HEADER_BYTES > limit {
+                            return None;
+                        }
+                        let n = Header::parse_verified(&map[next..limit]).ok()?;
+                        (n.lsn == h.lsn + 1 && h.lsn > last_lsn).then_some((h, next))
+                    });
+                    if let Some((h, next)) = skip {
+                        let key = b.get(h.key_range()).map(|k| k.to_vec());
+                        self.record_damage(&seg.path, off as u64, key, detail);
+                        // The damaged record still took its LSN.
+                        last_lsn = h.lsn;
+                        self.0.next_lsn.set(h.lsn + 1);
+                        seg.note_record(h.lsn, off as u64, h.padded_len() as u64, false);
+                        seg.dead_bytes.set(seg.dead_bytes.get() + h.padded_len() as u64);
+                        off = next;
+                        continue;
+                    }
+                    if is_last {
+                        seg.end.set(off as u64);
+                        return ScanEnd::Tail { torn: true };
+                    }
+                    // A sealed segment: look for the next valid record.
+                    let mut probe = off + 16;
+                    let mut resumed = false;
+                    while probe + HEADER_BYTES <= limit {
+                        if let Ok(h) = Header::parse_verified(&map[probe..limit]) {
+                            if h.lsn > last_lsn {
+                                resumed = true;
+                                break;
+                            }
+                        }
+                        probe += 16;
+                    }
+                    self.record_damage(
+                        &seg.path,
+                        off as u64,
+                        None,
+                        format!("{detail}; {} bytes unreadable", probe - off),
+                    );
+                    if !resumed {
+                        seg.end.set(off as u64);
+                        return ScanEnd::Tail { torn: true };
+                    }
+                    off = probe;
+                }
+            }
+        }
+    }
+
+    fn record_damage(&self, path: &Path, offset: u64, key: Option<Vec<u8>>, detail: String) {
+        log::error!(
+            "partition {}: corrupt record in {} at offset {offset}{}: {detail}",
+            self.0.id,
+            path.display(),
+            key.as_ref().map(|k| format!(" (key {:?})", String::from_utf8_lossy(k))).unwrap_or_default()
+        );
+        let mut d = self.0.damage.borrow_mut();
+        if !d.iter().any(|x| x.path == path && x.offset == offset) {
+            d.push(Damage { path: path.to_path_buf(), offset, key, detail });
+        }
+    }
+
+    /// Applies a record found during recovery to the index and stats.
+    fn apply_loaded(&self, seg: &Rc<Segment>, off: u64, h: &Header, key: &[u8]) {
+        let inner = &self.0;
+        let padded = align_up(h.len as usize) as u64;
+        seg.note_record(h.lsn, off, padded, h.kind.is_marker());
+        inner.next_lsn.set(h.lsn + 1);
+        self.index_apply(seg.id, off, h, key, padded);
+    }
+
+    /// Index bookkeeping shared by appends and recovery.
+    fn index_apply(&self, seg_id: u32, off: u64, h: &Header, key: &[u8], padded: u64) -> Option<Entry> {
+        let inner = &self.0;
+        let old = match h.kind {
+            Kind::Seal => return None,
+            Kind::Expunge => {
+                // The marker itself is garbage as far as reads go.
+                self.mark_dead_at(seg_id, padded);
+                inner.index.borrow_mut().remove(key, None)
+            }
+            _ => inner.index.borrow_mut().upsert(
+                key,
+                NewSlot { seg: seg_id, off, len: h.len, kind: h.kind, flags: h.flags, version: h.version, vhash: h.vhash },
+            ),
+        };
+        if let Some(o) = &old {
+            self.mark_dead_at(o.seg, align_up(o.len as usize) as u64);
+        }
+        old
+    }
+
+    fn mark_dead_at(&self, seg_id: u32, bytes: u64) {
+        if let Some(s) = self.0.segs.borrow().get(seg_id) {
+            s.dead_bytes.set(s.dead_bytes.get() + bytes);
+        }
+    }
+
+    async fn write_hint(&self, seg: &Rc<Segment>, hw: HintWriter) -> Result<()> {
+        let bytes = hw.finish(seg.name, seg.end.get());
+        let dir = self.0.dir.clone();
+        let name = seg.name.hint_name();
+        let seg_path = seg.path.clone();
+        let end = page_ceil(seg.end.get());
+        glommio::executor()
+            .spawn_blocking(move || -> std::io::Result<()> {
+                // Give back the preallocated space past the last record.
+                let f = std::fs::OpenOptions::new().write(true).open(&seg_path)?;
+                if f.metadata()?.len() > end {
+                    f.set_len(end)?;
+                    f.sync_all()?;
+                }
+                cursor::write_atomic(&dir, &name, &bytes)
+            })
+            .await
+            .map_err(|e| io_err(format!("writing hint for {}", seg.path.display()), e))
+    }
+
+    async fn create_segment(&self, name: SegName, cover_to: u64, capacity: u64) -> Result<(Rc<DmaFile>, Rc<Segment>)> {
+        let inner = &self.0;
+        let path = inner.dir.join(name.file_name());
+        let file = DmaFile::create(&path)
+            .await
+            .map_err(|e| io_err(format!("creating {}", path.display()), glommio_io(e)))?;
+        let first = inner.cfg.prealloc_step_bytes.min(capacity);
+        if let Err(e) = file.pre_allocate(first, false).await {
+            let e = glommio_io(e);
+            let _ = file.remove().await;
+            return Err(if is_enospc(&e) {
+                Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail: format!("cannot preallocate {}: {e}", path.display()) }
+            } else {
+                io_err(format!("preallocating {}", path.display()), e)
+            });
+        }
+        let mut hdr = file.alloc_dma_buffer(SEGMENT_HEADER_BYTES as usize);
+        SegHeader { format: FORMAT_VERSION, partition: inner.id, name, cover_to, created_ms: crate::now_ms(), capacity }
+            .encode(hdr.as_bytes_mut());
+        file.write_at(hdr, 0).await.map_err(|e| io_err(format!("writing header of {}", path.display()), glommio_io(e)))?;
+        file.fdatasync().await.map_err(|e| io_err(format!("syncing {}", path.display()), glommio_io(e)))?;
+        let d = inner.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || std::fs::File::open(d).and_then(|f| f.sync_all()))
+            .await
+            .map_err(|e| io_err(format!("syncing directory {}", inner.dir.display()), e))?;
+        let map = map_file(&path, capacity)?;
+        let id = inner.segs.borrow().next_id();
+        let seg = Rc::new(Segment::new(id, name, path, cover_to, capacity, map));
+        {
+            let mut sl = inner.segs.borrow_mut();
+            sl.by_id.push(Some(seg.clone()));
+            sl.order.push(seg.clone());
+        }
+        Ok((Rc::new(file), seg))
+    }
+
+    // ------------------------------------------------------------------ writes
+
+    fn check_usable(&self) -> Result<()> {
+        let inner = &self.0;
+        if let Some(f) = inner.failed.borrow().as_ref() {
+            return Err(Error::Failed { partition: inner.id, path: inner.dir.clone(), detail: f.clone() });
+        }
+        if inner.closing.get() || inner.closed.get() {
+            return Err(Error::Closed(inner.id));
+        }
+        Ok(())
+    }
+
+    /// Appends a record. Returns once it is in the log's memory (readable and
+    /// in LSN order); use `wait_written` / `wait_durable` for durability.
+    pub async fn append(&self, r: &WriteRecord<'_>, mode: PutMode) -> Result<AppendOutcome> {
+        let inner = &self.0;
+        if r.key.len() > MAX_KEY_BYTES {
+            return Err(Error::KeyTooLong { len: r.key.len(), max: MAX_KEY_BYTES });
+        }
+        if r.meta.len() > MAX_META_BYTES {
+            return Err(Error::MetaTooLarge { len: r.meta.len(), max: MAX_META_BYTES });
+        }
+        let vlen: usize = r.value.iter().map(|p| p.len()).sum();
+        if vlen > MAX_VALUE_BYTES {
+            return Err(Error::ValueTooLarge { len: vlen, max: MAX_VALUE_BYTES });
+        }
+        assert!(r.kind != Kind::Seal, "seal records are written by storage only");
+        let need = align_up(HEADER_BYTES + r.key.len() + r.meta.len() + vlen) as u64;
+        if SEGMENT_HEADER_BYTES + need + SEAL_BYTES > inner.cfg.segment_bytes {
+            return Err(Error::RecordTooLarge { len: need as usize, segment_bytes: inner.cfg.segment_bytes });
+        }
+        loop {
+            self.check_usable()?;
+            if inner.unflushed.get() + need as usize > inner.cfg.max_unflushed_bytes && inner.unflushed.get() > 0 {
+                if let Some(ns) = inner.no_space.borrow().clone() {
+                    return Err(Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail: ns });
+                }
+                self.wake_flusher();
+                self.wait_progress().await;
+                continue;
+            }
+            if inner.rolling.get() {
+                self.wait_progress().await;
+                continue;
+            }
+            let (pos, cap, prealloc_end) = {
+                let w = inner.w.borrow();
+                let w = w.as_ref().ok_or(Error::Closed(inner.id))?;
+                (w.pos, w.seg.capacity, w.prealloc_end)
+            };
+            if pos + need + SEAL_BYTES > cap {
+                self.roll().await?;
+                continue;
+            }
+            if pos + need + SEAL_BYTES > prealloc_end {
+                self.prealloc(pos + need + SEAL_BYTES).await?;
+                continue;
+            }
+            break;
+        }
+        Ok(self.append_now(r, mode, need))
+    }
+
+    fn append_now(&self, r: &WriteRecord<'_>, mode: PutMode, need: u64) -> AppendOutcome {
+        let inner = &self.0;
+        if mode == PutMode::IfNewer {
+            if let Some(cur) = inner.index.borrow().get(r.key) {
+                if r.version <= cur.version {
+                    return AppendOutcome::Stale { current: cur };
+                }
+            }
+        }
+        let lsn = inner.next_lsn.get();
+        inner.next_lsn.set(lsn + 1);
+        let mut hdr = [0u8; HEADER_BYTES];
+        let h = Header::encode(&mut hdr, r.kind, r.flags, lsn, r.version, r.vhash, r.key, r.meta, r.value);
+        let (seg_id, off) = {
+            let mut ws = inner.w.borrow_mut();
+            let w = ws.as_mut().expect("write state present while open");
+            if w.open.remaining() < need as usize {
+                self.rotate_buffer(w, need as usize);
+            }
+            let off = w.pos;
+            debug_assert_eq!(off, w.open.end());
+            w.open.append(&[&hdr, r.key, r.meta]);
+            for part in r.value {
+                w.open.append(&[part]);
+            }
+            let pad = need as usize - h.len as usize;
+            if pad > 0 {
+                w.open.append_zeros(pad);
+            }
+            w.open.last_lsn.set(lsn);
+            w.pos += need;
+            w.seg.note_record(lsn, off, need, r.kind.is_marker());
+            w.hint.push(off, &h, r.key);
+            if w.open.remaining() < MIN_BUFFER_ROOM_BYTES {
+                self.rotate_buffer(w, 0);
+            }
+            (w.seg.id, off)
+        };
+        inner.unflushed.set(inner.unflushed.get() + need as usize);
+        inner.counters.appends.set(inner.counters.appends.get() + 1);
+        inner.counters.appended_bytes.set(inner.counters.appended_bytes.get() + need);
+        let replaced = self.index_apply(seg_id, off, &h, r.key, need);
+        AppendOutcome::Applied { lsn, replaced }
+    }
+
+    /// Closes the open buffer and starts the next one at the page holding the
+    /// write position, big enough for `need` bytes.
+    fn rotate_buffer(&self, w: &mut WriteState, need: usize) {
+        let old = w.open.clone();
+        let start = page_floor(w.pos);
+        let prefix = old.tail_page().to_vec();
+        debug_assert_eq!(start + prefix.len() as u64, w.pos);
+        let cap = self.0.cfg.write_buffer_bytes.max(page_ceil((need + prefix.len()) as u64 + PAGE_BYTES) as usize);
+        let fresh = Rc::new(WBuf::new(w.file.clone(), w.seg.clone(), start, cap, &prefix));
+        old.close();
+        w.pending.push_back(old);
+        w.open = fresh;
+        self.wake_flusher();
+    }
+
+    async fn prealloc(&self, upto: u64) -> Result<()> {
+        let inner = &self.0;
+        let (file, cap, have) = {
+            let w = inner.w.borrow();
+            let w = w.as_ref().ok_or(Error::Closed(inner.id))?;
+            (w.file.clone(), w.seg.capacity, w.prealloc_end)
+        };
+        if have >= upto {
+            return Ok(());
+        }
+        let target = (page_ceil(upto) + inner.cfg.prealloc_step_bytes).min(cap);
+        match file.pre_allocate(target, false).await {
+            Ok(()) => {
+                if let Some(w) = inner.w.borrow_mut().as_mut() {
+                    if Rc::ptr_eq(&w.file, &file) {
+                        w.prealloc_end = w.prealloc_end.max(target);
+                    }
+                }
+                if inner.no_space.borrow_mut().take().is_some() {
+                    log::info!("partition {}: disk space available again", inner.id);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let e = glommio_io(e);
+                if is_enospc(&e) {
+                    let detail = format!("cannot extend the log to {target} bytes: {e}");
+                    if inner.no_space.borrow().is_none() {
+                        log::error!("partition {}: disk full in {}: {detail}", inner.id, inner.dir.display());
+                    }
+                    *inner.no_space.borrow_mut() = Some(detail.clone());
+                    Err(Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail })
+                } else {
+                    Err(io_err(format!("preallocating partition {} log", inner.id), e))
+                }
+            }
+        }
+    }
+
+    /// Seals the active segment and continues in a new one.
+    async fn roll(&self) -> Result<()> {
+        let inner = &self.0;
+        while inner.rolling.get() {
+            self.wait_progress().await;
+        }
+        inner.rolling.set(true);
+        let res = self.roll_inner().await;
+        inner.rolling.set(false);
+        inner.progress.wake_all();
+        res
+    }
+
+    async fn roll_inner(&self) -> Result<()> {
+        let inner = &self.0;
+        let base = {
+            let mut ws = inner.w.borrow_mut();
+            let w = ws.as_mut().ok_or(Error::Closed(inner.id))?;
+            let lsn = inner.next_lsn.get();
+            inner.next_lsn.set(lsn + 1);
+            let mut hdr = [0u8; HEADER_BYTES];
+            let h = Header::encode(&mut hdr, Kind::Seal, 0, lsn, Version::ZERO, 0, &[], &[], &[]);
+            let need = h.padded_len();
+            if w.open.remaining() < need {
+                self.rotate_buffer(w, need);
+            }
+            let off = w.pos;
+            w.open.append(&[&hdr]);
+            w.open.last_lsn.set(lsn);
+            w.pos += need as u64;
+            w.seg.note_record(lsn, off, need as u64, false);
+            w.hint.push(off, &h, &[]);
+            w.open.seals.set(true);
+            *w.open.seal_hint.borrow_mut() = Some(std::mem::take(&mut w.hint));
+            let old = w.open.clone();
+            old.close();
+            w.pending.push_back(old);
+            inner.unflushed.set(inner.unflushed.get() + need);
+            w.seg.name.base + 1
+        };
+        self.wake_flusher();
+        let (file, seg) = self.create_segment(SegName { base, gen: 0 }, base, inner.cfg.segment_bytes).await?;
+        let mut ws = inner.w.borrow_mut();
+        let w = ws.as_mut().ok_or(Error::Closed(inner.id))?;
+        w.open = Rc::new(WBuf::new(file.clone(), seg.clone(), SEGMENT_HEADER_BYTES, inner.cfg.write_buffer_bytes, &[]));
+        w.seg = seg;
+        w.file = file;
+        w.pos = SEGMENT_HEADER_BYTES;
+        w.prealloc_end = inner.cfg.prealloc_step_bytes.min(inner.cfg.segment_bytes);
+        w.hint = HintWriter::default();
+        Ok(())
+    }
+
+    // ------------------------------------------------------------- durability
+
+    fn wake_flusher(&self) {
+        wake_flusher(&self.0);
+    }
+
+    async fn wait_progress(&self) {
+        let mut first = true;
+        poll_fn(|cx| {
+            if first {
+                first = false;
+                self.0.progress.register(cx.waker());
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await
+    }
+
+    /// Waits until the record with `lsn` has been written to its file
+    /// (O_DIRECT; it survives a crash of this process).
+    pub async fn wait_written(&self, lsn: Lsn) -> Result<()> {
+        self.wait_level(lsn, false).await
+    }
+
+    /// Waits until `lsn` is durable as the sync mode defines it: synced
+    /// (always), written (interval), or appended (none).
+    pub async fn wait_durable(&self, lsn: Lsn) -> Result<()> {
+        match self.0.cfg.sync {
+            SyncMode::Always => self.wait_level(lsn, true).await,
+            SyncMode::Interval(_) => self.wait_level(lsn, false).await,
+            SyncMode::None => self.check_usable(),
+        }
+    }
+
+    /// Writes and fdatasyncs everything appended so far.
+    pub async fn sync(&self) -> Result<()> {
+        self.wait_level(self.head_lsn(), true).await
+    }
+
+    async fn wait_level(&self, lsn: Lsn, synced: bool) -> Result<()> {
+        let inner = &self.0;
+        assert!(lsn < inner.next_lsn.get(), "waiting for lsn {lsn} past the head {}", inner.next_lsn.get() - 1);
+        poll_fn(|cx| {
+            let mark = if synced { inner.synced_lsn.get() } else { inner.written_lsn.get() };
+            if mark >= lsn {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(f) = inner.failed.borrow().as_ref() {
+                return Poll::Ready(Err(Error::Failed { partition: inner.id, path: inner.dir.clone(), detail: f.clone() }));
+            }
+            if let Some(ns) = inner.no_space.borrow().as_ref() {
+                return Poll::Ready(Err(Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail: ns.clone() }));
+            }
+            if inner.closed.get() {
+                return Poll::Ready(Err(Error::Closed(inner.id)));
+            }
+            if synced {
+                inner.want_synced.set(inner.want_synced.get().max(lsn));
+            }
+            inner.want_written.set(inner.want_written.get().max(lsn));
+            inner.progress.register(cx.waker());
+            wake_flusher(inner);
+            Poll::Pending
+        })
+        .await
+    }
+
+    // ------------------------------------------------------------------ reads
+
+    /// Index entry of `key`, if present (tombstones included).
+    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        self.0.index.borrow().get(key)
+    }
+
+    /// Reads the current record of `key` (tombstones included), verifying
+    /// its checksum when `verify` is set.
+    pub fn read(&self, key: &[u8], verify: bool) -> Result<Option<RecordView>> {
+        let Some(e) = self.get(key) else { return Ok(None) };
+        self.read_entry(key, &e, verify).map(Some)
+    }
+
+    /// Reads the record an entry points to.
+    pub fn read_entry(&self, key: &[u8], e: &Entry, verify: bool) -> Result<RecordView> {
+        match self.view_at(e.seg, e.off, verify) {
+            Ok(v) => Ok(v),
+            Err(Error::Corrupt { path, offset, detail }) => {
+                self.report_corrupt_key(key, e, &path, offset, &detail);
+                Err(Error::Corrupt { path, offset, detail })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A record found damaged on read: listed, and dropped from the index and
+    /// tree so that fullsync sees the difference and repairs it.
+    fn report_corrupt_key(&self, key: &[u8], e: &Entry, path: &Path, offset: u64, detail: &str) {
+        self.record_damage(path, offset, Some(key.to_vec()), detail.to_string());
+        if let Some(old) = self.0.index.borrow_mut().remove(key, Some((e.seg, e.off))) {
+            self.mark_dead_at(old.seg, align_up(old.len as usize) as u64);
+        }
+    }
+
+    pub(crate) fn view_at(&self, seg_id: u32, off: u64, verify: bool) -> Result<RecordView> {
+        let inner = &self.0;
+        if let Some(w) = inner.w.borrow().as_ref() {
+            let bufs = w.pending.iter().chain(std::iter::once(&w.open));
+            for b in bufs.rev() {
+                if b.seg.id == seg_id && b.start <= off && off < b.end() {
+                    let rel = (off - b.start) as usize;
+                    let avail = b.len() - rel;
+                    let h = Header::parse(b.slice(rel, avail.min(HEADER_BYTES)))
+                        .map_err(|e| Error::Corrupt { path: b.seg.path.clone(), offset: off, detail: e.to_string() })?;
+                    if (h.len as usize) <= avail {
+                        return Ok(RecordView { backing: Backing::Buf(b.clone()), off: rel, header: h, seg: seg_id, file_off: off });
+                    }
+                }
+            }
+        }
+        let seg = inner.segs.borrow().get(seg_id).cloned();
+        let Some(seg) = seg else {
+            return Err(Error::Corrupt { path: inner.dir.clone(), offset: off, detail: format!("segment id {seg_id} is gone") });
+        };
+        seg.view(off, verify).map_err(|e| Error::Corrupt { path: seg.path.clone(), offset: off, detail: e.to_string() })
+    }
+
+    /// Iterator over records with LSN greater than `after`, in LSN order.
+    pub fn iter_after(&self, after: Lsn) -> LsnIter {
+        LsnIter { after, pos: None, generation: u64::MAX }
+    }
+
+    /// Damaged regions found so far (recovery and reads).
+    pub fn damage(&self) -> Vec<Damage> {
+        self.0.damage.borrow().clone()
+    }
+
+    /// Forgets listed damage (after fullsync repaired it).
+    pub fn clear_damage(&self) {
+        self.0.damage.borrow_mut().clear();
+    }
+
+    // -------------------------------------------------------------- hash tree
+
+    pub fn tree_hashes(&self) -> Vec<u64> {
+        self.0.index.borrow().tree_hashes().to_vec()
+    }
+
+    /// Combined hash of the whole tree (XOR of all segment hashes).
+    pub fn tree_root(&self) -> u64 {
+        self.0.index.borrow().tree_hashes().iter().fold(0, |a, b| a ^ b)
+    }
+
+    pub fn tree_segments(&self) -> u32 {
+        self.0.cfg.tree_segments
+    }
+
+    /// Entries of one tree segment, sorted by key; does not scan the partition.
+    pub fn tree_segment_entries(&self, seg: u32) -> Vec<TreeEntry> {
+        self.0.index.borrow().tree_segment_entries(seg as usize)
+    }
+
+    /// Tree segment that holds `key`.
+    pub fn tree_segment_of(&self, key: &[u8]) -> u32 {
+        let ix = self.0.index.borrow();
+        ix.tree_segment_of(crate::index::key_hash(key)) as u32
+    }
+
+    /// Keys with FLAG_ORDERED (not deleted) after `start_after`, with `prefix`.
+    pub fn ordered_keys(&self, start_after: &[u8], prefix: &[u8], limit: usize) -> Vec<Vec<u8>> {
+        self.0.index.borrow().ordered_after(start_after, prefix, limit)
+    }
+
+    pub fn for_each_key(&self, f: impl FnMut(&[u8], Entry)) {
+        self.0.index.borrow().for_each(f)
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.0.index.borrow().len()
+    }
+
+    // ---------------------------------------------------------------- cursors
+
+    /// Registers a durable cursor at `lsn` (records after it are retained for
+    /// it). Replaces an existing cursor of the same name.
+    pub async fn register_cursor(&self, name: &str, lsn: Lsn) -> Result<()> {
+        let inner = &self.0;
+        if name.is_empty() || name.len() > MAX_CURSOR_NAME_BYTES {
+            return Err(Error::BadCursor { partition: inner.id, name: name.into(), detail: format!("name must be 1..={MAX_CURSOR_NAME_BYTES} bytes") });
+        }
+        if lsn > self.head_lsn() {
+            return Err(Error::BadCursor { partition: inner.id, name: name.into(), detail: format!("lsn {lsn} is past the head {}", self.head_lsn()) });
+        }
+        {
+            let mut c = inner.cursors.borrow_mut();
+            if !c.contains_key(name) && c.len() >= MAX_CURSORS {
+                return Err(Error::BadCursor { partition: inner.id, name: name.into(), detail: format!("at most {MAX_CURSORS} cursors") });
+            }
+            c.insert(name.to_string(), lsn);
+        }
+        self.persist_cursors().await
+    }
+
+    /// Moves a cursor forward (acknowledged up to `lsn`). Persisted lazily:
+    /// after a crash a cursor may be a little behind, never ahead.
+    pub fn advance_cursor(&self, name: &str, lsn: Lsn) -> Result<()> {
+        let inner = &self.0;
+        let head = self.head_lsn();
+        let mut c = inner.cursors.borrow_mut();
+        let cur = c.get_mut(name).ok_or_else(|| Error::NoSuchCursor { partition: inner.id, name: name.into() })?;
+        if lsn > head {
+            return Err(Error::BadCursor { partition: inner.id, name: name.into(), detail: format!("ack for lsn {lsn} past the head {head}") });
+        }
+        if lsn > *cur {
+            *cur = lsn;
+            inner.cursors_dirty.set(true);
+        }
+        Ok(())
+    }
+
+    pub async fn drop_cursor(&self, name: &str) -> Result<bool> {
+        let removed = self.0.cursors.borrow_mut().remove(name).is_some();
+        if removed {
+            self.persist_cursors().await?;
+        }
+        Ok(removed)
+    }
+
+    pub fn cursor(&self, name: &str) -> Option<Lsn> {
+        self.0.cursors.borrow().get(name).copied()
+    }
+
+    pub fn cursors(&self) -> Vec<(String, Lsn)> {
+        self.0.cursors.borrow().iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Lowest cursor position, if any cursor exists.
+    pub fn min_cursor(&self) -> Option<Lsn> {
+        self.0.cursors.borrow().values().copied().min()
+    }
+
+    /// Bytes of log after `lsn` (what a cursor at `lsn` keeps on disk),
+    /// accurate to one mark interval.
+    pub fn bytes_after(&self, lsn: Lsn) -> u64 {
+        let segs = self.0.segs.borrow();
+        let mut total = 0;
+        for s in segs.order.iter() {
+            let (first, last) = (s.first_lsn.get(), s.last_lsn.get());
+            if last <= lsn || last == 0 {
+                continue;
+            }
+            if first > lsn {
+                total += s.total_bytes.get();
+            } else {
+                total += s.end.get().saturating_sub(s.seek_offset(lsn));
+            }
+        }
+        total
+    }
+
+    pub async fn persist_cursors(&self) -> Result<()> {
+        let inner = &self.0;
+        inner.cursors_dirty.set(false);
+        let bytes = cursor::encode(&inner.cursors.borrow());
+        let dir = inner.dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || cursor::write_atomic(&dir, CURSOR_FILE, &bytes))
+            .await
+            .map_err(|e| {
+                inner.cursors_dirty.set(true);
+                io_err(format!("writing cursors of partition {}", inner.id), e)
+            })
+    }
+
+    // ------------------------------------------------------------------ misc
+
+    pub fn stats(&self) -> PartitionStats {
+        let inner = &self.0;
+        let segs = inner.segs.borrow();
+        let ix = inner.index.borrow();
+        PartitionStats {
+            partition: inner.id,
+            keys: ix.len() as u64,
+            segments: segs.order.len() as u64,
+            log_bytes: segs.order.iter().map(|s| s.total_bytes.get()).sum(),
+            dead_bytes: segs.order.iter().map(|s| s.dead_bytes.get()).sum(),
+            head_lsn: inner.next_lsn.get() - 1,
+            written_lsn: inner.written_lsn.get(),
+            synced_lsn: inner.synced_lsn.get(),
+            appends: inner.counters.appends.get(),
+            appended_bytes: inner.counters.appended_bytes.get(),
+            unflushed_bytes: inner.unflushed.get() as u64,
+            index_heap_bytes: ix.heap_bytes() as u64,
+            damaged: inner.damage.borrow().len() as u64,
+            cursors: inner.cursors.borrow().len() as u64,
+            compactions: inner.counters.compactions.get(),
+            compacted_bytes: inner.counters.compacted_bytes.get(),
+            fdatasyncs: inner.counters.fdatasyncs.get(),
+            no_space: inner.no_space.borrow().is_some(),
+        }
+    }
+
+    /// Error text when the partition is out of space, else None.
+    pub fn no_space(&self) -> Option<String> {
+        self.0.no_space.borrow().clone()
+    }
+
+    /// Flushes, syncs, persists cursors and stops the flusher.
+    pub async fn close(&self) -> Result<()> {
+        let inner = &self.0;
+        if inner.closed.get() {
+            return Ok(());
+        }
+        let head = self.head_lsn();
+        let r = if head > 0 { self.wait_level(head, true).await } else { Ok(()) };
+        if inner.cursors_dirty.get() {
+            self.persist_cursors().await?;
+        }
+        inner.closing.set(true);
+        self.wake_flusher();
+        while !inner.closed.get() {
+            self.wait_progress().await;
+        }
+        r
+    }
+}
+
+fn wake_flusher(inner: &Inner) {
+    inner.flusher_signal.set(true);
+    if let Some(w) = inner.flusher_waker.borrow_mut().take() {
+        w.wake();
+    }
+}
+
+/// Position of an LSN iterator: a record offset in a segment.
+#[derive(Clone, Copy, Debug)]
+struct IterPos {
+    seg: u32,
+    off: u64,
+}
+
+/// Iterates records with LSN greater than a starting point. Holds no borrow
+/// of the partition between calls, so it survives appends and compactions
+/// (after a compaction it seeks again by LSN).
+pub struct LsnIter {
+    after: Lsn,
+    pos: Option<IterPos>,
+    generation: u64,
+}
+
+impl LsnIter {
+    /// LSN of the last record returned (or the starting point).
+    pub fn position(&self) -> Lsn {
+        self.after
+    }
+
+    /// Restarts the iteration after `lsn`.
+    pub fn reset(&mut self, lsn: Lsn) {
+        self.after = lsn;
+        self.pos = None;
+    }
+
+    fn seek(&mut self, p: &Partition) {
+        let segs = p.0.segs.borrow();
+        self.generation = segs.generation;
+        let i = segs.order.partition_point(|s| s.last_lsn.get() != 0 && s.last_lsn.get() <= self.after);
+        self.pos = segs.order.get(i).map(|s| IterPos { seg: s.id, off: s.seek_offset(self.after) });
+    }
+
+    /// The next record, or None when caught up with the head.
+    pub fn next(&mut self, p: &Partition) -> Option<Result<RecordView>> {
+        loop {
+            if self.after >= p.head_lsn() {
+                return None;
+            }
+            if self.pos.is_none() || p.0.segs.borrow().generation != self.generation {
+                self.seek(p);
+            }
+            let pos = self.pos?;
+            let (end, next_seg) = {
+                let segs = p.0.segs.borrow();
+                let Some(seg) = segs.get(pos.seg) else {
+                    drop(segs);
+                    self.pos = None;
+                    continue;
+                };
+                let active = p.0.w.borrow().as_ref().map(|w| w.seg.id == pos.seg).unwrap_or(false);
+                let end = if active { p.0.w.borrow().as_ref().map(|w| w.pos).unwrap_or(0) } else { seg.end.get() };
+                let next = segs.position(pos.seg).and_then(|i| segs.order.get(i + 1)).map(|s| s.id);
+                (end, next)
+            };
+            if pos.off >= end {
+                match next_seg {
+                    Some(n) => {
+                        self.pos = Some(IterPos { seg: n, off: SEGMENT_HEADER_BYTES });
+                        continue;
+                    }
+                    None => return None,
+                }
+            }
+            let view = match p.view_at(pos.seg, pos.off, false) {
+                Ok(v) => v,
+                Err(e) => {
+                    // Skip past damage: find the next segment.
+                    self.pos = next_seg.map(|n| IterPos { seg: n, off: SEGMENT_HEADER_BYTES });
+                    return Some(Err(e));
+                }
+            };
+            self.pos = Some(IterPos { seg: pos.seg, off: pos.off + view.header.padded_len() as u64 });
+            if view.header.lsn <= self.after || view.header.kind == Kind::Seal {
+                continue;
+            }
+            self.after = view.header.lsn;
+            return Some(Ok(view));
+        }
+    }
+}
+
+/// Whether a record returned by an iterator is still the key's current one.
+impl Partition {
+    pub fn is_current(&self, v: &RecordView) -> bool {
+        match self.get(v.key()) {
+            Some(e) => e.seg == v.seg && e.off == v.file_off,
+            None => false,
+        }
+    }
+}
+
+// ----------------------------------------------------------------- flusher
+
+async fn flusher(inner: Rc<Inner>) {
+    let p = Partition(inner);
+    loop {
+        if let Err(e) = flush_round(&p).await {
+            let inner = &p.0;
+            match e {
+                Error::NoSpace { detail, .. } => {
+                    if inner.no_space.borrow().is_none() {
+                        log::error!("partition {}: disk full while writing: {detail}", inner.id);
+                    }
+                    *inner.no_space.borrow_mut() = Some(detail);
+                    inner.progress.wake_all();
+                    glommio::timer::sleep(Duration::from_millis(NO_SPACE_RETRY_MS)).await;
+                    continue;
+                }
+                other => {
+                    log::error!("partition {}: flusher stopped: {other}", inner.id);
+                    *inner.failed.borrow_mut() = Some(other.to_string());
+                    inner.progress.wake_all();
+                }
+            }
+        }
+        let inner = &p.0;
+        if inner.failed.borrow().is_some() || (inner.closing.get() && nothing_pending(inner)) {
+            inner.closed.set(true);
+            *inner.w.borrow_mut() = None;
+            inner.progress.wake_all();
+            return;
+        }
+        let tick = match inner.cfg.sync {
+            SyncMode::Interval(d) => d.min(Duration::from_millis(CURSOR_PERSIST_INTERVAL_MS)),
+            _ => Duration::from_millis(IDLE_TICK_MS.min(CURSOR_PERSIST_INTERVAL_MS)),
+        };
+        let signal = poll_fn(|cx| {
+            if inner.flusher_signal.replace(false) {
+                Poll::Ready(())
+            } else {
+                *inner.flusher_waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        });
+        futures_lite::future::or(signal, glommio::timer::sleep(tick)).await;
+        if inner.cursors_dirty.get() && !inner.closing.get() {
+            if let Err(e) = p.persist_cursors().await {
+                log::warn!("partition {}: {e}", inner.id);
+            }
+        }
+    }
+}
+
+fn nothing_pending(inner: &Inner) -> bool {
+    inner.w.borrow().as_ref().map(|w| w.pending.iter().all(|b| b.state.get() == BufState::Written) && w.open.len() as u64 + w.open.start == w.pos && w.open.last_lsn.get() == 0).unwrap_or(true)
+        && inner.written_lsn.get() == inner.next_lsn.get() - 1
+}
+
+async fn flush_round(p: &Partition) -> Result<()> {
+    let inner = &p.0;
+    let interval_due = match inner.cfg.sync {
+        SyncMode::Interval(d) => inner.last_sync.get().elapsed() >= d,
+        _ => false,
+    };
+    let head = inner.next_lsn.get() - 1;
+    // Close the open buffer when someone waits for what it holds, on the
+    // interval tick, or on close.
+    {
+        let mut ws = inner.w.borrow_mut();
+        if let Some(w) = ws.as_mut() {
+            let open_first_unwritten = inner.written_lsn.get() < head && w.open.last_lsn.get() > 0;
+            let wanted = inner.want_written.get() > inner.written_lsn.get() || inner.want_synced.get() > inner.synced_lsn.get();
+            if open_first_unwritten && (wanted || interval_due || inner.closing.get()) {
+                p.rotate_buffer(w, 0);
+            }
+        }
+    }
+    // Write closed buffers, oldest first (overlapping tail pages must land in order).
+    let mut dirty: Vec<Rc<DmaFile>> = Vec::new();
+    loop {
+        let next = inner
+            .w
+            .borrow()
+            .as_ref()
+            .and_then(|w| w.pending.iter().find(|b| b.state.get() == BufState::Closed).cloned());
+        let Some(buf) = next else { break };
+        let fresh = buf.len() - buf.prefix_len.get();
+        let dma = buf.take_for_write();
+        if let Err(e) = buf.file.write_rc_at(dma, buf.start).await {
+            let e = glommio_io(e);
+            // Put the bytes back into a buffer that can be retried: the data is
+            // still in `buf`; mark it closed again with a fresh DMA copy.
+            let detail = format!("writing {} at {}: {e}", buf.seg.path.display(), buf.start);
+            requeue_after_failure(inner, &buf);
+            return Err(if is_enospc(&e) {
+                Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail }
+            } else {
+                Error::Failed { partition: inner.id, path: buf.seg.path.clone(), detail }
+            });
+        }
+        buf.state.set(BufState::Written);
+        if inner.no_space.borrow_mut().take().is_some() {
+            log::info!("partition {}: writes resumed", inner.id);
+        }
+        inner.unflushed.set(inner.unflushed.get().saturating_sub(fresh));
+        if buf.last_lsn.get() > inner.written_lsn.get() {
+            inner.written_lsn.set(buf.last_lsn.get());
+        }
+        if !dirty.iter().any(|f| Rc::ptr_eq(f, &buf.file)) {
+            dirty.push(buf.file.clone());
+        }
+        if buf.seals.get() {
+            buf.file.fdatasync().await.map_err(|e| Error::Failed { partition: inner.id, path: buf.seg.path.clone(), detail: format!("fdatasync: {}", glommio_io(e)) })?;
+            inner.counters.fdatasyncs.set(inner.counters.fdatasyncs.get() + 1);
+            dirty.retain(|f| !Rc::ptr_eq(f, &buf.file));
+            let hw = buf.seal_hint.borrow_mut().take();
+            buf.seg.sealed.set(true);
+            if let Some(hw) = hw {
+                p.write_hint(&buf.seg, hw).await?;
+            }
+        }
+        inner.progress.wake_all();
+    }
+    let need_sync = inner.written_lsn.get() > inner.synced_lsn.get()
+        && (inner.want_synced.get() > inner.synced_lsn.get() || interval_due || inner.closing.get());
+    if need_sync {
+        let upto = inner.written_lsn.get();
+        let files: Vec<Rc<DmaFile>> = if dirty.is_empty() {
+            inner.w.borrow().as_ref().map(|w| vec![w.file.clone()]).unwrap_or_default()
+        } else {
+            dirty
+        };
+        for f in files {
+            f.fdatasync().await.map_err(|e| Error::Failed { partition: inner.id, path: inner.dir.clone(), detail: format!("fdatasync: {}", glommio_io(e)) })?;
+            inner.counters.fdatasyncs.set(inner.counters.fdatasyncs.get() + 1);
+        }
+        inner.synced_lsn.set(upto.max(inner.synced_lsn.get()));
+        inner.last_sync.set(Instant::now());
+    } else if interval_due {
+        inner.last_sync.set(Instant::now());
+    }
+    // Drop buffers whose bytes are all on stable pages.
+    {
+        let mut ws = inner.w.borrow_mut();
+        if let Some(w) = ws.as_mut() {
+            let active = w.seg.id;
+            let stable = w
+                .pending
+                .iter()
+                .filter(|b| b.seg.id == active && b.state.get() != BufState::Written)
+                .map(|b| b.start)
+                .chain(std::iter::once(w.open.start))
+                .min()
+                .unwrap_or(w.open.start);
+            w.pending.retain(|b| {
+                b.state.get() != BufState::Written || (b.seg.id == active && b.end() > stable) || (b.seg.id != active && !b.seg.sealed.get())
+            });
+        }
+    }
+    inner.progress.wake_all();
+    Ok(())
+}
+
+/// After a failed write the DMA buffer was consumed; copy the bytes into a
+/// new buffer so the write can be retried in order.
+fn requeue_after_failure(inner: &Inner, buf: &Rc<WBuf>) {
+    let mut ws = inner.w.borrow_mut();
+    let Some(w) = ws.as_mut() else { return };
+    let Some(i) = w.pending.iter().position(|b| Rc::ptr_eq(b, buf)) else { return };
+    let bytes = buf.slice(0, buf.len()).to_vec();
+    let cap = page_ceil(bytes.len() as u64 + PAGE_BYTES) as usize;
+    let copy = Rc::new(WBuf::new(buf.file.clone(), buf.seg.clone(), buf.start, cap.max(PAGE_BYTES as usize * 2), &bytes[..bytes.len().min(cap - 1)]));
+    copy.last_lsn.set(buf.last_lsn.get());
+    copy.seals.set(buf.seals.get());
+    copy.prefix_len.set(buf.prefix_len.get());
+    *copy.seal_hint.borrow_mut() = buf.seal_hint.borrow_mut().take();
+    copy.close();
+    w.pending[i] = copy;
+}

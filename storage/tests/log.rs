@@ -1,0 +1,219 @@
+//! Partition log: appends, reads, LSN iteration, cursors, restarts, limits.
+mod common;
+use common::*;
+use storage::*;
+
+#[test]
+fn append_read_iterate_and_restart_from_hints_and_scan() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p0");
+        let n = 3000u64;
+        {
+            let p = Partition::open(&path, 0, small_cfg()).await.unwrap();
+            for i in 0..n {
+                let v = value_for(i, 1, 100 + (i as usize * 37) % 3000);
+                put(&p, format!("key-{i}").as_bytes(), 1, &v).await;
+            }
+            // overwrite a third
+            for i in (0..n).step_by(3) {
+                let v = value_for(i, 2, 500);
+                put(&p, format!("key-{i}").as_bytes(), 2, &v).await;
+            }
+            let st = p.stats();
+            assert!(st.segments > 3, "test must span several segments, got {}", st.segments);
+            p.close().await.unwrap();
+        }
+        for round in 0..2 {
+            if round == 1 {
+                // Second restart without hints: full scan must give the same result.
+                for e in std::fs::read_dir(&path).unwrap() {
+                    let e = e.unwrap();
+                    if e.path().extension().map(|x| x == "hint").unwrap_or(false) {
+                        std::fs::remove_file(e.path()).unwrap();
+                    }
+                }
+            }
+            let p = Partition::open(&path, 0, small_cfg()).await.unwrap();
+            assert_eq!(p.key_count() as u64, n);
+            for i in 0..n {
+                let want = if i % 3 == 0 { value_for(i, 2, 500) } else { value_for(i, 1, 100 + (i as usize * 37) % 3000) };
+                let r = p.read(format!("key-{i}").as_bytes(), true).unwrap().unwrap();
+                assert_eq!(r.value(), &want[..], "key-{i} round {round}");
+                assert_eq!(r.header.version, ver(if i % 3 == 0 { 2 } else { 1 }));
+            }
+            // LSN iteration: strictly increasing, all records (4000 puts).
+            let mut it = p.iter_after(0);
+            let mut last = 0;
+            let mut count = 0;
+            while let Some(r) = it.next(&p) {
+                let r = r.unwrap();
+                assert!(r.lsn() > last);
+                last = r.lsn();
+                count += 1;
+            }
+            assert_eq!(count, n + n.div_ceil(3));
+            assert!(p.damage().is_empty());
+            p.close().await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn iteration_resumes_from_any_lsn_and_sees_new_appends() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 1, small_cfg()).await.unwrap();
+        let mut lsns = Vec::new();
+        for i in 0..500u64 {
+            lsns.push(put(&p, format!("k{i}").as_bytes(), 1, &value_for(i, 1, 3000)).await);
+        }
+        for &start in &[0, lsns[0], lsns[100], lsns[499]] {
+            let mut it = p.iter_after(start);
+            let got: Vec<u64> = std::iter::from_fn(|| it.next(&p)).map(|r| r.unwrap().lsn()).collect();
+            let want: Vec<u64> = lsns.iter().copied().filter(|&l| l > start).collect();
+            assert_eq!(got, want);
+        }
+        // An iterator that caught up sees later appends.
+        let mut it = p.iter_after(0);
+        while it.next(&p).is_some() {}
+        let l = put(&p, b"late", 1, b"x").await;
+        assert_eq!(it.next(&p).unwrap().unwrap().lsn(), l);
+        assert!(it.next(&p).is_none());
+        p.close().await.unwrap();
+    });
+}
+
+#[test]
+fn cursors_are_durable_and_bounded_by_head() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let p = Partition::open(dir.path(), 2, small_cfg()).await.unwrap();
+            for i in 0..100u64 {
+                put(&p, format!("k{i}").as_bytes(), 1, &[7u8; 4000]).await;
+            }
+            p.register_cursor("sink-a", 10).await.unwrap();
+            p.register_cursor("sink-b", 0).await.unwrap();
+            p.advance_cursor("sink-a", 50).unwrap();
+            assert!(p.advance_cursor("sink-a", 10_000).is_err(), "ack past the head must fail");
+            assert!(p.advance_cursor("nobody", 1).is_err());
+            assert!(p.register_cursor("x", 10_000).await.is_err());
+            // 100 records of ~4 KiB: a cursor at 50 retains about half.
+            let (all, half) = (p.bytes_after(0), p.bytes_after(50));
+            // (accurate to one 64 KiB mark interval)
+            assert!(all >= 100 * 4000 && half >= all / 2 && half <= all / 2 + (68 << 10), "all {all} half {half}");
+            p.close().await.unwrap();
+        }
+        let p = Partition::open(dir.path(), 2, small_cfg()).await.unwrap();
+        assert_eq!(p.cursor("sink-a"), Some(50));
+        assert_eq!(p.cursor("sink-b"), Some(0));
+        assert_eq!(p.min_cursor(), Some(0));
+        assert!(p.drop_cursor("sink-b").await.unwrap());
+        p.close().await.unwrap();
+        let p = Partition::open(dir.path(), 2, small_cfg()).await.unwrap();
+        assert_eq!(p.cursors(), vec![("sink-a".to_string(), 50)]);
+        p.close().await.unwrap();
+    });
+}
+
+#[test]
+fn if_newer_is_last_writer_wins_and_idempotent() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 3, small_cfg()).await.unwrap();
+        let rec = |v: u64, val: &'static [u8]| (v, val);
+        for (v, val) in [rec(5, b"five"), rec(3, b"three"), rec(5, b"five-again"), rec(7, b"seven"), rec(6, b"six")] {
+            let vals = [val];
+            let r = WriteRecord { kind: Kind::Manifest, flags: FLAG_TREE, key: b"obj", meta: b"", value: &vals, version: ver(v), vhash: v };
+            p.append(&r, PutMode::IfNewer).await.unwrap();
+        }
+        assert_eq!(p.read(b"obj", true).unwrap().unwrap().value(), b"seven");
+        assert_eq!(p.stats().appends, 2);
+        p.close().await.unwrap();
+    });
+}
+
+#[test]
+fn limits_and_bad_directories_give_clear_errors() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 4, small_cfg()).await.unwrap();
+        let long = vec![b'k'; MAX_KEY_BYTES + 1];
+        let r = WriteRecord { kind: Kind::Block, flags: 0, key: &long, meta: b"", value: &[], version: ver(1), vhash: 0 };
+        let e = p.append(&r, PutMode::Always).await.unwrap_err();
+        assert!(matches!(e, Error::KeyTooLong { .. }), "{e}");
+        assert!(e.to_string().contains("exceeds the limit"));
+        let big = vec![0u8; 2 << 20];
+        let parts = [&big[..]];
+        let r = WriteRecord { kind: Kind::Block, flags: 0, key: b"big", meta: b"", value: &parts, version: ver(1), vhash: 0 };
+        let e = p.append(&r, PutMode::Always).await.unwrap_err();
+        assert!(matches!(e, Error::RecordTooLarge { .. }), "{e}");
+        assert!(p.get(b"big").is_none(), "a refused record touches nothing");
+        p.close().await.unwrap();
+
+        let bad = PartitionConfig { segment_bytes: 1000, ..small_cfg() };
+        let e = Partition::open(&dir.path().join("x"), 0, bad).await.err().unwrap();
+        assert!(e.to_string().contains("segment_bytes = 1000"), "{e}");
+    });
+    // Store directory: lock and format version.
+    let dir = tempfile::tempdir().unwrap();
+    let d = StoreDir::open(dir.path()).unwrap();
+    let e = StoreDir::open(dir.path()).err().unwrap();
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+    assert!(e.to_string().contains(&std::process::id().to_string()));
+    drop(d);
+    std::fs::write(dir.path().join(FORMAT_FILE), "dataplane-storage 99\n").unwrap();
+    let e = StoreDir::open(dir.path()).err().unwrap();
+    assert!(matches!(e, Error::NewerFormat { found: 99, .. }), "{e}");
+    // A segment written by a newer format is refused too, and left alone.
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let p = Partition::open(dir.path(), 5, small_cfg()).await.unwrap();
+            put(&p, b"a", 1, b"1").await;
+            p.close().await.unwrap();
+        }
+        let seg = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().map(|x| x == "seg").unwrap_or(false))
+            .min()
+            .unwrap();
+        let mut b = std::fs::read(&seg).unwrap();
+        b[8..12].copy_from_slice(&7u32.to_le_bytes());
+        let crc = crc32c::crc32c(&b[0..64]);
+        b[64..68].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&seg, &b).unwrap();
+        let e = Partition::open(dir.path(), 5, small_cfg()).await.err().unwrap();
+        assert!(matches!(e, Error::NewerFormat { found: 7, .. }), "{e}");
+        assert_eq!(std::fs::read(&seg).unwrap(), b);
+    });
+}
+
+#[test]
+fn group_commit_shares_fdatasyncs() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PartitionConfig { sync: SyncMode::Always, ..small_cfg() };
+        let p = Partition::open(dir.path(), 6, cfg).await.unwrap();
+        let before = p.stats().fdatasyncs;
+        let mut tasks = Vec::new();
+        for t in 0..32u64 {
+            let p = p.clone();
+            tasks.push(glommio::spawn_local(async move {
+                for i in 0..20u64 {
+                    let lsn = put(&p, format!("t{t}-{i}").as_bytes(), 1, &value_for(t, i, 200)).await;
+                    p.wait_durable(lsn).await.unwrap();
+                    assert!(p.synced_lsn() >= lsn);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        let syncs = p.stats().fdatasyncs - before;
+        assert!(syncs < 640 / 4, "640 durable appends took {syncs} fdatasyncs; group commit should share them");
+        p.close().await.unwrap();
+    });
+}
