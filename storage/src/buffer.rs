@@ -33,6 +33,8 @@ pub enum BufState {
     Open,
     /// No more appends; waiting for the flusher to write it.
     Closed,
+    /// Its write was submitted.
+    InFlight,
     /// Its write completed.
     Written,
 }
@@ -94,6 +96,10 @@ impl WBuf {
         self.start + self.len.get() as u64
     }
 
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
     pub fn remaining(&self) -> usize {
         self.cap - self.len.get()
     }
@@ -151,6 +157,11 @@ impl WBuf {
         let rc = Rc::new(dma);
         *self.sent.borrow_mut() = Some(rc.clone());
         rc
+    }
+
+    /// Whether the DMA buffer is still here (not yet handed to a write).
+    pub fn has_dma(&self) -> bool {
+        self.dma.borrow().is_some()
     }
 
     pub fn close(&self) {

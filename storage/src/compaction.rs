@@ -135,7 +135,7 @@ impl Partition {
                 let key = &rec[h.key_range()];
                 let current = self.get(key).map(|e| e.seg == seg.id && e.off == off).unwrap_or(false);
                 let keep = match h.kind {
-                    Kind::Seal => None,
+                    Kind::Seal | Kind::Pad => None,
                     Kind::Expunge => (!oldest).then_some(false),
                     Kind::Tombstone if current => {
                         let reap = oldest && h.lsn <= min_cursor && now.saturating_sub(h.version.millis()) >= grace;

@@ -20,7 +20,7 @@ pub const MAX_TREE_SEGMENTS: u32 = 1 << 16;
 /// Keys are packed into arena chunks of at most this many bytes.
 const ARENA_CHUNK_BYTES: usize = 1 << 20;
 /// Distinct origin clusters a partition can tell apart (slots store an index).
-pub const MAX_CLUSTERS: usize = u16::MAX as usize;
+pub const MAX_CLUSTERS: usize = 1 << 12;
 
 /// What the index knows about a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,25 +49,31 @@ pub struct TreeEntry {
     pub kind: Kind,
 }
 
-// w0 layout: arena offset (40 bits) | key length (12 bits) | kind (4) | flags (8)
+// A slot is 32 bytes:
+//   w0: arena offset (40 bits) | key length (12) | kind (4) | flags (8)
+//   w1: segment id (24 bits) | record offset / 16 (28) | cluster index (12)
+//   hlc, vhash
+// The record length lives in the arena, in the 4 bytes before the key.
 const OFF_BITS: u32 = 40;
 const KLEN_BITS: u32 = 12;
+const SEG_BITS: u32 = 24;
+const OFF16_BITS: u32 = 28;
+const CLUSTER_BITS: u32 = 12;
 const _: () = assert!(MAX_KEY_BYTES < (1 << KLEN_BITS));
+const _: () = assert!(SEG_BITS + OFF16_BITS + CLUSTER_BITS == 64);
+/// Segment ids a partition can hand out in one process lifetime.
+pub const MAX_SEGMENT_IDS: u32 = 1 << SEG_BITS;
 
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Slot {
     w0: u64,
-    seg: u32,
-    off: u32,
-    len: u32,
-    cluster_idx: u16,
-    _pad: u16,
+    w1: u64,
     hlc: u64,
     vhash: u64,
 }
 
-const _: () = assert!(std::mem::size_of::<Slot>() == 40);
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 impl Slot {
     fn arena_off(&self) -> u64 {
@@ -82,10 +88,25 @@ impl Slot {
     fn flags(&self) -> u8 {
         (self.w0 >> (OFF_BITS + KLEN_BITS + 4)) as u8
     }
-    fn pack(arena_off: u64, key_len: usize, kind: Kind, flags: u8) -> u64 {
+    fn seg(&self) -> u32 {
+        (self.w1 & ((1 << SEG_BITS) - 1)) as u32
+    }
+    fn off(&self) -> u64 {
+        ((self.w1 >> SEG_BITS) & ((1 << OFF16_BITS) - 1)) << 4
+    }
+    fn cluster_idx(&self) -> usize {
+        (self.w1 >> (SEG_BITS + OFF16_BITS)) as usize
+    }
+    fn pack0(arena_off: u64, key_len: usize, kind: Kind, flags: u8) -> u64 {
         assert!(arena_off < (1 << OFF_BITS), "key arena exhausted");
         assert!(key_len < (1 << KLEN_BITS));
         arena_off | (key_len as u64) << OFF_BITS | (kind as u64) << (OFF_BITS + KLEN_BITS) | (flags as u64) << (OFF_BITS + KLEN_BITS + 4)
+    }
+    fn pack1(seg: u32, off: u64, cluster_idx: u16) -> u64 {
+        assert!(seg < MAX_SEGMENT_IDS, "partition ran out of segment ids; restart the node");
+        assert!(off % 16 == 0 && (off >> 4) < (1 << OFF16_BITS), "record offset {off} not representable");
+        assert!((cluster_idx as usize) < MAX_CLUSTERS);
+        seg as u64 | (off >> 4) << SEG_BITS | (cluster_idx as u64) << (SEG_BITS + OFF16_BITS)
     }
 }
 
@@ -100,24 +121,39 @@ impl KeyArena {
         KeyArena { chunks: Vec::new(), live_bytes: 0, garbage_bytes: 0 }
     }
 
-    fn push(&mut self, key: &[u8]) -> u64 {
+    /// Stores `len` and `key`; returns the key's offset (len sits just before it).
+    fn push(&mut self, key: &[u8], len: u32) -> u64 {
+        let need = key.len() + 4;
         let need_new = match self.chunks.last() {
             None => true,
-            Some(c) => c.len() + key.len() > ARENA_CHUNK_BYTES,
+            Some(c) => c.len() + need > ARENA_CHUNK_BYTES,
         };
         if need_new {
             self.chunks.push(Vec::with_capacity(4096));
         }
         let ci = self.chunks.len() - 1;
         let c = &mut self.chunks[ci];
-        if c.len() + key.len() > c.capacity() {
-            let want = (c.capacity() * 2).clamp(4096, ARENA_CHUNK_BYTES).max(c.len() + key.len());
+        if c.len() + need > c.capacity() {
+            let want = (c.capacity() * 2).clamp(4096, ARENA_CHUNK_BYTES).max(c.len() + need);
             c.reserve_exact(want - c.len());
         }
+        c.extend_from_slice(&len.to_le_bytes());
         let off = (ci as u64) * ARENA_CHUNK_BYTES as u64 + c.len() as u64;
         c.extend_from_slice(key);
-        self.live_bytes += key.len() as u64;
+        self.live_bytes += need as u64;
         off
+    }
+
+    fn rec_len(&self, off: u64) -> u32 {
+        let ci = (off / ARENA_CHUNK_BYTES as u64) as usize;
+        let o = (off % ARENA_CHUNK_BYTES as u64) as usize;
+        u32::from_le_bytes(self.chunks[ci][o - 4..o].try_into().unwrap())
+    }
+
+    fn set_rec_len(&mut self, off: u64, len: u32) {
+        let ci = (off / ARENA_CHUNK_BYTES as u64) as usize;
+        let o = (off % ARENA_CHUNK_BYTES as u64) as usize;
+        self.chunks[ci][o - 4..o].copy_from_slice(&len.to_le_bytes());
     }
 
     fn get(&self, off: u64, len: usize) -> &[u8] {
@@ -126,9 +162,9 @@ impl KeyArena {
         &self.chunks[ci][o..o + len]
     }
 
-    fn release(&mut self, len: usize) {
-        self.live_bytes -= len as u64;
-        self.garbage_bytes += len as u64;
+    fn release(&mut self, key_len: usize) {
+        self.live_bytes -= key_len as u64 + 4;
+        self.garbage_bytes += key_len as u64 + 4;
     }
 
     fn heap_bytes(&self) -> usize {
@@ -152,15 +188,15 @@ pub fn key_hash(key: &[u8]) -> u64 {
     xxh3_64(key)
 }
 
-/// A key's contribution to its tree segment's hash.
-pub fn tree_contribution(key: &[u8], version: Version, vhash: u64) -> u64 {
-    let mut buf = [0u8; MAX_KEY_BYTES + 24];
-    let n = key.len();
-    buf[..n].copy_from_slice(key);
-    buf[n..n + 8].copy_from_slice(&version.hlc.to_le_bytes());
-    buf[n + 8..n + 16].copy_from_slice(&version.cluster.to_le_bytes());
-    buf[n + 16..n + 24].copy_from_slice(&vhash.to_le_bytes());
-    xxh3_64(&buf[..n + 24])
+/// A key's contribution to its tree segment's hash:
+/// `xxh3_64(xxh3_64(key) ‖ hlc ‖ cluster ‖ vhash)`, all little-endian.
+pub fn tree_contribution(key_hash: u64, version: Version, vhash: u64) -> u64 {
+    let mut buf = [0u8; 32];
+    buf[0..8].copy_from_slice(&key_hash.to_le_bytes());
+    buf[8..16].copy_from_slice(&version.hlc.to_le_bytes());
+    buf[16..24].copy_from_slice(&version.cluster.to_le_bytes());
+    buf[24..32].copy_from_slice(&vhash.to_le_bytes());
+    xxh3_64(&buf)
 }
 
 fn table_hash(h: u64) -> u64 {
@@ -209,17 +245,21 @@ impl Index {
 
     fn entry_of(&self, s: &Slot) -> Entry {
         Entry {
-            seg: s.seg,
-            off: s.off as u64,
-            len: s.len,
+            seg: s.seg(),
+            off: s.off(),
+            len: self.arena.rec_len(s.arena_off()),
             kind: s.kind(),
             flags: s.flags(),
-            version: Version { hlc: s.hlc, cluster: self.clusters[s.cluster_idx as usize] },
+            version: Version { hlc: s.hlc, cluster: self.clusters[s.cluster_idx()] },
             vhash: s.vhash,
         }
     }
 
     fn cluster_index(&mut self, cluster: u64) -> u16 {
+        // Few clusters in practice: a short scan beats hashing.
+        if let Some(i) = self.clusters.iter().take(8).position(|&c| c == cluster) {
+            return i as u16;
+        }
         if let Some(&i) = self.cluster_idx.get(&cluster) {
             return i;
         }
@@ -238,8 +278,8 @@ impl Index {
             .map(|s| self.entry_of(s))
     }
 
-    fn xor_tree(&mut self, seg: usize, key: &[u8], version: Version, vhash: u64) {
-        self.tree[seg] ^= tree_contribution(key, version, vhash);
+    fn xor_tree(&mut self, seg: usize, key_hash: u64, version: Version, vhash: u64) {
+        self.tree[seg] ^= tree_contribution(key_hash, version, vhash);
     }
 
     /// Points `key` at a new record. Returns the entry it replaced.
@@ -249,43 +289,38 @@ impl Index {
         let ts = self.tree_segment_of(h);
         let cidx = self.cluster_index(n.version.cluster);
         let th = table_hash(h);
+        let w1 = Slot::pack1(n.seg, n.off, cidx);
         let arena = &self.arena;
         let found = self.tables[ts]
             .find_mut(th, |s| s.key_len() == key.len() && arena.get(s.arena_off(), s.key_len()) == key)
             .map(|s| {
                 let old = *s;
-                s.w0 = Slot::pack(old.arena_off(), key.len(), n.kind, n.flags);
-                s.seg = n.seg;
-                s.off = n.off as u32;
-                s.len = n.len;
-                s.cluster_idx = cidx;
+                s.w0 = Slot::pack0(old.arena_off(), key.len(), n.kind, n.flags);
+                s.w1 = w1;
                 s.hlc = n.version.hlc;
                 s.vhash = n.vhash;
                 old
             });
-        let old = found.map(|s| self.entry_of(&s));
-        if let Some(o) = &old {
-            if o.flags & FLAG_TREE != 0 {
-                self.xor_tree(ts, key, o.version, o.vhash);
+        let old = match found {
+            Some(s) => {
+                let e = self.entry_of(&s);
+                self.arena.set_rec_len(s.arena_off(), n.len);
+                if e.flags & FLAG_TREE != 0 {
+                    self.xor_tree(ts, h, e.version, e.vhash);
+                }
+                Some(e)
             }
-        } else {
-            let aoff = self.arena.push(key);
-            let slot = Slot {
-                w0: Slot::pack(aoff, key.len(), n.kind, n.flags),
-                seg: n.seg,
-                off: n.off as u32,
-                len: n.len,
-                cluster_idx: cidx,
-                _pad: 0,
-                hlc: n.version.hlc,
-                vhash: n.vhash,
-            };
-            let arena = &self.arena;
-            self.tables[ts].insert_unique(th, slot, |s| table_hash(key_hash(arena.get(s.arena_off(), s.key_len()))));
-            self.count += 1;
-        }
+            None => {
+                let aoff = self.arena.push(key, n.len);
+                let slot = Slot { w0: Slot::pack0(aoff, key.len(), n.kind, n.flags), w1, hlc: n.version.hlc, vhash: n.vhash };
+                let arena = &self.arena;
+                self.tables[ts].insert_unique(th, slot, |s| table_hash(key_hash(arena.get(s.arena_off(), s.key_len()))));
+                self.count += 1;
+                None
+            }
+        };
         if n.flags & FLAG_TREE != 0 {
-            self.xor_tree(ts, key, n.version, n.vhash);
+            self.xor_tree(ts, h, n.version, n.vhash);
         }
         let want_ordered = n.flags & FLAG_ORDERED != 0 && n.kind != Kind::Tombstone;
         let was_ordered = old.map(|o| o.flags & FLAG_ORDERED != 0 && o.kind != Kind::Tombstone).unwrap_or(false);
@@ -307,16 +342,16 @@ impl Index {
             .ok()?;
         let s = *entry.get();
         if let Some((seg, off)) = at {
-            if s.seg != seg || s.off as u64 != off {
+            if s.seg() != seg || s.off() != off {
                 return None;
             }
         }
         entry.remove();
         self.count -= 1;
-        self.arena.release(s.key_len());
         let e = self.entry_of(&s);
+        self.arena.release(s.key_len());
         if e.flags & FLAG_TREE != 0 {
-            self.xor_tree(ts, key, e.version, e.vhash);
+            self.xor_tree(ts, h, e.version, e.vhash);
         }
         if e.flags & FLAG_ORDERED != 0 && e.kind != Kind::Tombstone {
             self.ordered.remove(key);
@@ -331,9 +366,8 @@ impl Index {
         let ts = self.tree_segment_of(h);
         let arena = &self.arena;
         match self.tables[ts].find_mut(table_hash(h), |s| s.key_len() == key.len() && arena.get(s.arena_off(), s.key_len()) == key) {
-            Some(s) if s.seg == from.0 && s.off as u64 == from.1 => {
-                s.seg = to.0;
-                s.off = to.1 as u32;
+            Some(s) if s.seg() == from.0 && s.off() == from.1 => {
+                s.w1 = Slot::pack1(to.0, to.1, s.cluster_idx() as u16);
                 true
             }
             _ => false,
@@ -392,7 +426,13 @@ impl Index {
 
     /// Approximate heap bytes held by the index (tables, arena, tree).
     pub fn heap_bytes(&self) -> usize {
-        let tables: usize = self.tables.iter().map(|t| t.capacity() * (std::mem::size_of::<Slot>() + 1) + 16).sum();
+        // hashbrown: one slot and one control byte per bucket, buckets = a
+        // power of two >= capacity * 8/7.
+        let tables: usize = self
+            .tables
+            .iter()
+            .map(|t| if t.capacity() == 0 { 0 } else { ((t.capacity() * 8 / 7).next_power_of_two()) * (std::mem::size_of::<Slot>() + 1) + 16 })
+            .sum();
         let ordered: usize = self.ordered.iter().map(|k| k.len() + 40).sum();
         tables
             + self.tables.capacity() * std::mem::size_of::<HashTable<Slot>>()
@@ -410,8 +450,8 @@ impl Index {
         for t in self.tables.iter_mut() {
             for s in t.iter_mut() {
                 let k = self.arena.get(s.arena_off(), s.key_len());
-                let off = fresh.push(k);
-                s.w0 = Slot::pack(off, s.key_len(), s.kind(), s.flags());
+                let off = fresh.push(k, self.arena.rec_len(s.arena_off()));
+                s.w0 = Slot::pack0(off, s.key_len(), s.kind(), s.flags());
             }
         }
         self.arena = fresh;

@@ -48,3 +48,18 @@ pub fn now_ms() -> u64 {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
+
+/// io_uring buffer memory to give each executor (glommio `io_memory`): write
+/// buffers come from this registered, pre-faulted pool while it has room.
+pub const RECOMMENDED_IO_MEMORY_BYTES: usize = 64 << 20;
+
+/// Keeps large aligned allocations (write buffers beyond the io_uring pool)
+/// in malloc's arenas instead of fresh mmaps, so that reusing them does not
+/// fault in and zero new pages every time. Call once at process start.
+pub fn tune_malloc() {
+    // SAFETY: mallopt only adjusts allocator parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 512 << 20);
+    }
+}

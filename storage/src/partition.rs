@@ -37,12 +37,18 @@ use crate::Lsn;
 
 /// Bytes a seal record takes; every segment keeps room for one.
 const SEAL_BYTES: u64 = HEADER_BYTES as u64;
+/// Room kept for a pad record (at most a page plus a header).
+const PAD_RESERVE_BYTES: u64 = PAGE_BYTES + HEADER_BYTES as u64;
+/// O_DIRECT writes a partition keeps in flight at once.
+pub const MAX_WRITES_IN_FLIGHT: usize = 4;
 /// How often dirty cursors are persisted.
 pub const CURSOR_PERSIST_INTERVAL_MS: u64 = 1000;
 /// How long the flusher sleeps when nothing asks for it (sync = none).
 const IDLE_TICK_MS: u64 = 1000;
 /// A write buffer with less room than this is closed right away.
 const MIN_BUFFER_ROOM_BYTES: usize = 4096;
+/// First (smallest) write buffer of a segment.
+pub const MIN_WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// Pause before retrying a write that failed for lack of space.
 const NO_SPACE_RETRY_MS: u64 = 500;
 
@@ -103,7 +109,7 @@ impl PartitionConfig {
         if self.segment_bytes % PAGE_BYTES != 0 {
             return bad(format!("segment_bytes = {} must be a multiple of 4096", self.segment_bytes));
         }
-        if self.write_buffer_bytes < 64 << 10 || self.write_buffer_bytes % PAGE_BYTES as usize != 0 || self.write_buffer_bytes > 256 << 20 {
+        if self.write_buffer_bytes < MIN_WRITE_BUFFER_BYTES || self.write_buffer_bytes % PAGE_BYTES as usize != 0 || self.write_buffer_bytes > 256 << 20 {
             return bad(format!("write_buffer_bytes = {} must be a multiple of 4096 between 64 KiB and 256 MiB", self.write_buffer_bytes));
         }
         if !self.tree_segments.is_power_of_two() || self.tree_segments > MAX_TREE_SEGMENTS {
@@ -530,15 +536,14 @@ impl Partition {
                 );
                 let start = page_floor(end);
                 let prefix = seg.map[start as usize..end as usize].to_vec();
-                let cap = inner.cfg.write_buffer_bytes;
-                let open = Rc::new(WBuf::new(file.clone(), seg.clone(), start, cap, &prefix));
+                let open = Rc::new(WBuf::new(file.clone(), seg.clone(), start, MIN_WRITE_BUFFER_BYTES.max(page_ceil(prefix.len() as u64 + PAGE_BYTES) as usize), &prefix));
                 let file_len = file.file_size().await.map_err(|e| io_err("stat", glommio_io(e)))?;
                 *inner.w.borrow_mut() = Some(WriteState { seg, file, pos: end, open, pending: VecDeque::new(), prealloc_end: file_len, hint: hw });
             }
             None => {
                 let base = inner.segs.borrow().order.last().map(|s| s.name.base + 1).unwrap_or(0);
                 let (file, seg) = self.create_segment(SegName { base, gen: 0 }, base, inner.cfg.segment_bytes).await?;
-                let open = Rc::new(WBuf::new(file.clone(), seg.clone(), SEGMENT_HEADER_BYTES, inner.cfg.write_buffer_bytes, &[]));
+                let open = Rc::new(WBuf::new(file.clone(), seg.clone(), SEGMENT_HEADER_BYTES, MIN_WRITE_BUFFER_BYTES, &[]));
                 let prealloc_end = inner.cfg.prealloc_step_bytes.min(inner.cfg.segment_bytes).max(SEGMENT_HEADER_BYTES);
                 *inner.w.borrow_mut() =
                     Some(WriteState { seg, file, pos: SEGMENT_HEADER_BYTES, open, pending: VecDeque::new(), prealloc_end, hint: HintWriter::default() });
@@ -611,6 +616,7 @@ impl Partition {
                     let key = &b[h.key_range()];
                     hw.push(off as u64, &h, key);
                     self.apply_loaded(seg, off as u64, &h, key);
+                    // (pad records only take their LSN and space)
                     last_lsn = h.lsn;
                     off += h.padded_len();
                 }
@@ -708,6 +714,10 @@ impl Partition {
         let inner = &self.0;
         let old = match h.kind {
             Kind::Seal => return None,
+            Kind::Pad => {
+                self.mark_dead_at(seg_id, padded);
+                return None;
+            }
             Kind::Expunge => {
                 // The marker itself is garbage as far as reads go.
                 self.mark_dead_at(seg_id, padded);
@@ -814,9 +824,9 @@ impl Partition {
         if vlen > MAX_VALUE_BYTES {
             return Err(Error::ValueTooLarge { len: vlen, max: MAX_VALUE_BYTES });
         }
-        assert!(r.kind != Kind::Seal, "seal records are written by storage only");
+        assert!(!r.kind.is_internal(), "seal and pad records are written by storage only");
         let need = align_up(HEADER_BYTES + r.key.len() + r.meta.len() + vlen) as u64;
-        if SEGMENT_HEADER_BYTES + need + SEAL_BYTES > inner.cfg.segment_bytes {
+        if SEGMENT_HEADER_BYTES + need + SEAL_BYTES + PAD_RESERVE_BYTES > inner.cfg.segment_bytes {
             return Err(Error::RecordTooLarge { len: need as usize, segment_bytes: inner.cfg.segment_bytes });
         }
         loop {
@@ -838,12 +848,12 @@ impl Partition {
                 let w = w.as_ref().ok_or(Error::Closed(inner.id))?;
                 (w.pos, w.seg.capacity, w.prealloc_end)
             };
-            if pos + need + SEAL_BYTES > cap {
+            if pos + need + SEAL_BYTES + PAD_RESERVE_BYTES > cap {
                 self.roll().await?;
                 continue;
             }
-            if pos + need + SEAL_BYTES > prealloc_end {
-                self.prealloc(pos + need + SEAL_BYTES).await?;
+            if pos + need + SEAL_BYTES + PAD_RESERVE_BYTES > prealloc_end {
+                self.prealloc(pos + need + SEAL_BYTES + PAD_RESERVE_BYTES).await?;
                 continue;
             }
             break;
@@ -860,16 +870,17 @@ impl Partition {
                 }
             }
         }
+        let mut ws = inner.w.borrow_mut();
+        let w = ws.as_mut().expect("write state present while open");
+        if w.open.remaining() < need as usize {
+            // (may write a pad record, which takes an LSN of its own)
+            self.rotate_buffer(w, need as usize);
+        }
         let lsn = inner.next_lsn.get();
         inner.next_lsn.set(lsn + 1);
         let mut hdr = [0u8; HEADER_BYTES];
         let h = Header::encode(&mut hdr, r.kind, r.flags, lsn, r.version, r.vhash, r.key, r.meta, r.value);
         let (seg_id, off) = {
-            let mut ws = inner.w.borrow_mut();
-            let w = ws.as_mut().expect("write state present while open");
-            if w.open.remaining() < need as usize {
-                self.rotate_buffer(w, need as usize);
-            }
             let off = w.pos;
             debug_assert_eq!(off, w.open.end());
             w.open.append(&[&hdr, r.key, r.meta]);
@@ -889,6 +900,7 @@ impl Partition {
             }
             (w.seg.id, off)
         };
+        drop(ws);
         inner.unflushed.set(inner.unflushed.get() + need as usize);
         inner.counters.appends.set(inner.counters.appends.get() + 1);
         inner.counters.appended_bytes.set(inner.counters.appended_bytes.get() + need);
@@ -897,18 +909,54 @@ impl Partition {
     }
 
     /// Closes the open buffer and starts the next one at the page holding the
-    /// write position, big enough for `need` bytes.
+    /// write position, big enough for `need` bytes. Buffers grow (doubling up
+    /// to `write_buffer_bytes`) while they fill up, so idle partitions keep
+    /// small buffers and streaming ones write in big chunks.
     fn rotate_buffer(&self, w: &mut WriteState, need: usize) {
         let old = w.open.clone();
+        let filled = need > 0 || old.remaining() < MIN_BUFFER_ROOM_BYTES;
+        if filled {
+            self.pad_to_page(w);
+        }
         let start = page_floor(w.pos);
         let prefix = old.tail_page().to_vec();
         debug_assert_eq!(start + prefix.len() as u64, w.pos);
-        let cap = self.0.cfg.write_buffer_bytes.max(page_ceil((need + prefix.len()) as u64 + PAGE_BYTES) as usize);
+        let grown = if filled { (old.capacity() * 2).min(self.0.cfg.write_buffer_bytes) } else { old.capacity() };
+        let cap = grown.max(page_ceil((need + prefix.len()) as u64 + PAGE_BYTES) as usize);
         let fresh = Rc::new(WBuf::new(w.file.clone(), w.seg.clone(), start, cap, &prefix));
         old.close();
         w.pending.push_back(old);
         w.open = fresh;
         self.wake_flusher();
+    }
+
+    /// Ends the open buffer on a page boundary with a pad record, when it
+    /// fits, so that the next buffer shares no page with it.
+    fn pad_to_page(&self, w: &mut WriteState) {
+        let inner = &self.0;
+        let to_page = (page_ceil(w.pos) - w.pos) as usize;
+        if to_page == 0 {
+            return;
+        }
+        let pad = if to_page >= HEADER_BYTES { to_page } else { to_page + PAGE_BYTES as usize };
+        if w.open.remaining() < pad || w.pos + pad as u64 + SEAL_BYTES > w.seg.capacity || w.pos + pad as u64 > w.prealloc_end {
+            return;
+        }
+        let lsn = inner.next_lsn.get();
+        inner.next_lsn.set(lsn + 1);
+        let zeros = vec![0u8; pad - HEADER_BYTES];
+        let mut hdr = [0u8; HEADER_BYTES];
+        let h = Header::encode(&mut hdr, Kind::Pad, 0, lsn, Version::ZERO, 0, &[], &[], &[&zeros]);
+        debug_assert_eq!(h.padded_len(), pad);
+        let off = w.pos;
+        w.open.append(&[&hdr, &zeros]);
+        w.open.last_lsn.set(lsn);
+        w.pos += pad as u64;
+        w.seg.note_record(lsn, off, pad as u64, false);
+        w.seg.dead_bytes.set(w.seg.dead_bytes.get() + pad as u64);
+        w.hint.push(off, &h, &[]);
+        inner.unflushed.set(inner.unflushed.get() + pad);
+        debug_assert_eq!(w.pos % PAGE_BYTES, 0);
     }
 
     async fn prealloc(&self, upto: u64) -> Result<()> {
@@ -994,7 +1042,7 @@ impl Partition {
         let (file, seg) = self.create_segment(SegName { base, gen: 0 }, base, inner.cfg.segment_bytes).await?;
         let mut ws = inner.w.borrow_mut();
         let w = ws.as_mut().ok_or(Error::Closed(inner.id))?;
-        w.open = Rc::new(WBuf::new(file.clone(), seg.clone(), SEGMENT_HEADER_BYTES, inner.cfg.write_buffer_bytes, &[]));
+        w.open = Rc::new(WBuf::new(file.clone(), seg.clone(), SEGMENT_HEADER_BYTES, w.open.capacity().max(MIN_WRITE_BUFFER_BYTES), &[]));
         w.seg = seg;
         w.file = file;
         w.pos = SEGMENT_HEADER_BYTES;
@@ -1412,7 +1460,7 @@ impl LsnIter {
                 }
             };
             self.pos = Some(IterPos { seg: pos.seg, off: pos.off + view.header.padded_len() as u64 });
-            if view.header.lsn <= self.after || view.header.kind == Kind::Seal {
+            if view.header.lsn <= self.after || view.header.kind.is_internal() {
                 continue;
             }
             self.after = view.header.lsn;
@@ -1507,29 +1555,49 @@ async fn flush_round(p: &Partition) -> Result<()> {
             }
         }
     }
-    // Write closed buffers, oldest first (overlapping tail pages must land in order).
+    // Write closed buffers, several at a time, completing them in order. A
+    // buffer that shares its first page with the one before it (a partial
+    // flush) waits until that one has landed.
     let mut dirty: Vec<Rc<DmaFile>> = Vec::new();
+    let mut inflight: VecDeque<(Rc<WBuf>, glommio::Task<std::io::Result<usize>>)> = VecDeque::new();
+    let mut failure: Option<Error> = None;
     loop {
-        let next = inner
-            .w
-            .borrow()
-            .as_ref()
-            .and_then(|w| w.pending.iter().find(|b| b.state.get() == BufState::Closed).cloned());
-        let Some(buf) = next else { break };
-        let fresh = buf.len() - buf.prefix_len.get();
-        let dma = buf.take_for_write();
-        if let Err(e) = buf.file.write_rc_at(dma, buf.start).await {
-            let e = glommio_io(e);
-            // Put the bytes back into a buffer that can be retried: the data is
-            // still in `buf`; mark it closed again with a fresh DMA copy.
+        while failure.is_none() && inflight.len() < MAX_WRITES_IN_FLIGHT {
+            let next = inner
+                .w
+                .borrow()
+                .as_ref()
+                .and_then(|w| w.pending.iter().find(|b| b.state.get() == BufState::Closed).cloned());
+            let Some(buf) = next else { break };
+            if let Some((prev, _)) = inflight.back() {
+                if Rc::ptr_eq(&prev.file, &buf.file) && buf.start < prev.end() {
+                    break;
+                }
+            }
+            let dma = buf.take_for_write();
+            buf.state.set(BufState::InFlight);
+            let (file, pos) = (buf.file.clone(), buf.start);
+            let task = glommio::spawn_local(async move { file.write_rc_at(dma, pos).await.map_err(glommio_io) });
+            inflight.push_back((buf, task));
+        }
+        let Some((buf, task)) = inflight.pop_front() else { break };
+        let res = task.await;
+        if failure.is_some() {
+            continue;
+        }
+        if let Err(e) = res {
             let detail = format!("writing {} at {}: {e}", buf.seg.path.display(), buf.start);
-            requeue_after_failure(inner, &buf);
-            return Err(if is_enospc(&e) {
+            failure = Some(if is_enospc(&e) {
                 Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail }
             } else {
                 Error::Failed { partition: inner.id, path: buf.seg.path.clone(), detail }
             });
+            // From here on nothing is marked written; the failed buffer and
+            // every later one are written again on the next round.
+            buf.state.set(BufState::Closed);
+            continue;
         }
+        let fresh = buf.len() - buf.prefix_len.get();
         buf.state.set(BufState::Written);
         if inner.no_space.borrow_mut().take().is_some() {
             log::info!("partition {}: writes resumed", inner.id);
@@ -1551,7 +1619,12 @@ async fn flush_round(p: &Partition) -> Result<()> {
                 p.write_hint(&buf.seg, hw).await?;
             }
         }
+        release_stable_buffers(inner);
         inner.progress.wake_all();
+    }
+    if let Some(e) = failure {
+        requeue_after_failure(inner);
+        return Err(e);
     }
     let need_sync = inner.written_lsn.get() > inner.synced_lsn.get()
         && (inner.want_synced.get() > inner.synced_lsn.get() || interval_due || inner.closing.get());
@@ -1571,41 +1644,49 @@ async fn flush_round(p: &Partition) -> Result<()> {
     } else if interval_due {
         inner.last_sync.set(Instant::now());
     }
-    // Drop buffers whose bytes are all on stable pages.
-    {
-        let mut ws = inner.w.borrow_mut();
-        if let Some(w) = ws.as_mut() {
-            let active = w.seg.id;
-            let stable = w
-                .pending
-                .iter()
-                .filter(|b| b.seg.id == active && b.state.get() != BufState::Written)
-                .map(|b| b.start)
-                .chain(std::iter::once(w.open.start))
-                .min()
-                .unwrap_or(w.open.start);
-            w.pending.retain(|b| {
-                b.state.get() != BufState::Written || (b.seg.id == active && b.end() > stable) || (b.seg.id != active && !b.seg.sealed.get())
-            });
-        }
-    }
+    release_stable_buffers(inner);
     inner.progress.wake_all();
     Ok(())
 }
 
-/// After a failed write the DMA buffer was consumed; copy the bytes into a
-/// new buffer so the write can be retried in order.
-fn requeue_after_failure(inner: &Inner, buf: &Rc<WBuf>) {
+/// Drops written buffers whose bytes all lie on pages that no later write
+/// touches: from then on those records are read through the mmap.
+fn release_stable_buffers(inner: &Inner) {
     let mut ws = inner.w.borrow_mut();
     let Some(w) = ws.as_mut() else { return };
-    let Some(i) = w.pending.iter().position(|b| Rc::ptr_eq(b, buf)) else { return };
-    let bytes = buf.slice(0, buf.len()).to_vec();
-    let cap = page_ceil(bytes.len() as u64 + PAGE_BYTES) as usize;
-    let copy = Rc::new(WBuf::new(buf.file.clone(), buf.seg.clone(), buf.start, cap.max(PAGE_BYTES as usize * 2), &bytes[..bytes.len().min(cap - 1)]));
-    copy.last_lsn.set(buf.last_lsn.get());
-    copy.seals.set(buf.seals.get());
-    copy.prefix_len.set(buf.prefix_len.get());
-    *copy.seal_hint.borrow_mut() = buf.seal_hint.borrow_mut().take();
-    copy.close();
-    w.pending[i] = copy;
+    let active = w.seg.id;
+    let stable = w
+        .pending
+        .iter()
+        .filter(|b| b.seg.id == active && b.state.get() != BufState::Written)
+        .map(|b| b.start)
+        .chain(std::iter::once(w.open.start))
+        .min()
+        .unwrap_or(w.open.start);
+    w.pending.retain(|b| {
+        b.state.get() != BufState::Written || (b.seg.id == active && b.end() > stable) || (b.seg.id != active && !b.seg.sealed.get())
+    });
+}
+
+/// After a failed write the DMA buffers of the failed and later writes were
+/// consumed; copy their bytes into fresh buffers so that they are written
+/// again, in order, on the next round.
+fn requeue_after_failure(inner: &Inner) {
+    let mut ws = inner.w.borrow_mut();
+    let Some(w) = ws.as_mut() else { return };
+    for slot in w.pending.iter_mut() {
+        let buf = slot.clone();
+        if !matches!(buf.state.get(), BufState::Closed | BufState::InFlight) || buf.has_dma() {
+            continue;
+        }
+        let bytes = buf.slice(0, buf.len()).to_vec();
+        let cap = page_ceil(bytes.len() as u64 + PAGE_BYTES) as usize;
+        let copy = Rc::new(WBuf::new(buf.file.clone(), buf.seg.clone(), buf.start, cap, &bytes));
+        copy.last_lsn.set(buf.last_lsn.get());
+        copy.seals.set(buf.seals.get());
+        copy.prefix_len.set(buf.prefix_len.get());
+        *copy.seal_hint.borrow_mut() = buf.seal_hint.borrow_mut().take();
+        copy.close();
+        *slot = copy;
+    }
 }

@@ -66,6 +66,9 @@ pub enum Kind {
     Expunge = 6,
     /// Marks the end of a segment's records.
     Seal = 7,
+    /// Fills the rest of a page so that the next write buffer starts on a
+    /// fresh page (writes of consecutive full buffers then never overlap).
+    Pad = 8,
 }
 
 impl Kind {
@@ -78,8 +81,14 @@ impl Kind {
             5 => Kind::Local,
             6 => Kind::Expunge,
             7 => Kind::Seal,
+            8 => Kind::Pad,
             _ => return None,
         })
+    }
+
+    /// Records storage writes for itself (never visible to callers).
+    pub fn is_internal(self) -> bool {
+        matches!(self, Kind::Seal | Kind::Pad)
     }
 
     /// Deletion markers: kept by compaction until it is safe to forget them.
