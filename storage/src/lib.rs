@@ -21,7 +21,7 @@ pub mod record;
 mod segment;
 
 pub use compaction::CompactionStats;
-pub use dir::{StoreDir, FORMAT_FILE};
+pub use dir::{free_bytes, StoreDir, FORMAT_FILE};
 pub use error::{Error, Result};
 pub use index::{Entry, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_TREE_SEGMENTS};
 pub use partition::{

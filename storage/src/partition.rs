@@ -1087,6 +1087,32 @@ impl Partition {
         }
     }
 
+    /// Waits until `lsn` is covered by an fdatasync. With `force`, asks for
+    /// one now; without, waits for the next sync the mode makes anyway
+    /// (under `sync = none` that is only at a seal or close, so it forces).
+    pub async fn wait_synced(&self, lsn: Lsn, force: bool) -> Result<()> {
+        let force = force || matches!(self.0.cfg.sync, SyncMode::None);
+        if force {
+            return self.wait_level(lsn, true).await;
+        }
+        let inner = &self.0;
+        poll_fn(|cx| {
+            if inner.synced_lsn.get() >= lsn {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(f) = inner.failed.borrow().as_ref() {
+                return Poll::Ready(Err(Error::Failed { partition: inner.id, path: inner.dir.clone(), detail: f.clone() }));
+            }
+            if inner.closed.get() {
+                return Poll::Ready(Err(Error::Closed(inner.id)));
+            }
+            inner.want_written.set(inner.want_written.get().max(lsn));
+            inner.progress.register(cx.waker());
+            Poll::Pending
+        })
+        .await
+    }
+
     /// Writes and fdatasyncs everything appended so far.
     pub async fn sync(&self) -> Result<()> {
         self.wait_level(self.head_lsn(), true).await

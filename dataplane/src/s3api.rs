@@ -1,0 +1,1099 @@
+//! The S3 API: one listener per core (SO_REUSEPORT spreads connections),
+//! request routing, authentication, and the operation handlers.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use glommio::net::TcpListener;
+
+use crate::config::Anonymous;
+use crate::httpconn::{Body, Conn, ReadHeadError};
+use crate::metrics::Op;
+use crate::model::*;
+use crate::objects::{self, BlockWriter, Committed, S3Result};
+use crate::runtime::Core;
+use crate::s3::checksum::{ChecksumAlgorithm, Checksummer, Md5Hasher, Sha256Hasher};
+use crate::s3::chunked::AwsChunkedDecoder;
+use crate::s3::error::{S3Error, S3ErrorCode};
+use crate::s3::http::{self as h, BodyFraming, RequestHead};
+use crate::s3::sigv4::{self, AuthOutcome, PayloadMode, SignedRequest};
+use crate::s3::{datetime, names, range, xml};
+
+/// Largest XML request body (CompleteMultipartUpload, DeleteObjects).
+pub const MAX_XML_BODY_BYTES: usize = 2 << 20;
+/// Largest total size of user metadata headers (S3: 2 KiB).
+pub const MAX_USER_META_BYTES: usize = 2048;
+/// Most keys one listing page returns.
+pub const MAX_LIST_KEYS: usize = 1000;
+/// Most parts ListParts returns per page.
+pub const MAX_LIST_PARTS: usize = 1000;
+
+struct Req {
+    head: RequestHead,
+    bucket: Option<String>,
+    key: Option<String>,
+    query: Vec<(String, String)>,
+    auth: Option<AuthOutcome>,
+    id: String,
+}
+
+impl Req {
+    fn q(&self, name: &str) -> Option<&str> {
+        h::query_param(&self.query, name)
+    }
+    fn has_q(&self, name: &str) -> bool {
+        self.query.iter().any(|(k, _)| k == name)
+    }
+    fn owner(&self) -> String {
+        self.auth.as_ref().map(|a| a.access_key.clone()).unwrap_or_else(|| "anonymous".into())
+    }
+}
+
+/// What to do with the connection after a response.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum After {
+    KeepAlive,
+    Close,
+}
+
+pub async fn serve(core: Rc<Core>) {
+    let addr = core.node.cfg.s3.listen;
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("core {}: cannot listen for S3 on {addr}: {e}", core.id);
+            return;
+        }
+    };
+    if core.id == 0 {
+        log::info!("S3 API listening on {addr}");
+    }
+    let idle = Duration::from_millis(core.node.cfg.s3.idle_timeout_ms);
+    let max_conns = core.node.cfg.s3.max_connections_per_core as u64;
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            core.stopped().await;
+            None
+        })
+        .await;
+        let Some(res) = accepted else { break };
+        let stream = match res {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("core {}: accept failed: {e}", core.id);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let m = &core.metrics;
+        if m.connections_open.load(Ordering::Relaxed) >= max_conns {
+            m.connections_refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        }
+        m.connections_open.fetch_add(1, Ordering::Relaxed);
+        m.connections_total.fetch_add(1, Ordering::Relaxed);
+        let c = core.clone();
+        glommio::spawn_local(async move {
+            if let Ok(conn) = Conn::new(stream, idle) {
+                connection(c.clone(), conn).await;
+            }
+            c.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+        })
+        .detach();
+    }
+}
+
+async fn connection(core: Rc<Core>, mut conn: Conn) {
+    loop {
+        let head = match conn.read_head().await {
+            Ok(h) => h,
+            Err(ReadHeadError::Closed) => return,
+            Err(ReadHeadError::Io(e)) => {
+                log::debug!("S3 connection from {}: {e}", conn.peer);
+                return;
+            }
+            Err(ReadHeadError::Bad(err)) => {
+                core.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
+                let id = request_id(&core);
+                let _ = send_error(&mut conn, &err, &id, After::Close).await;
+                return;
+            }
+        };
+        let started = Instant::now();
+        let id = request_id(&core);
+        let (op, status, after) = handle(&core, &mut conn, head, id).await;
+        core.metrics.request(op, status, started.elapsed().as_secs_f64());
+        if after == After::Close || core.stopping.get() {
+            let _ = conn.flush().await;
+            return;
+        }
+    }
+}
+
+fn request_id(core: &Core) -> String {
+    let mut b = [0u8; 8];
+    let _ = getrandom::getrandom(&mut b);
+    format!("{:02X}{}", core.id, hex::encode_upper(b))
+}
+
+fn secret_for(core: &Core, access_key: &str) -> Option<String> {
+    core.node.cfg.s3.keys.iter().find(|k| k.access_key == access_key).map(|k| k.secret_key.clone())
+}
+
+fn classify(method: &str, bucket: &Option<String>, key: &Option<String>, query: &[(String, String)]) -> Op {
+    let has = |n: &str| query.iter().any(|(k, _)| k == n);
+    match (method, bucket.is_some(), key.is_some()) {
+        ("GET", false, _) => Op::ListBuckets,
+        ("PUT", true, false) => Op::CreateBucket,
+        ("HEAD", true, false) => Op::HeadBucket,
+        ("DELETE", true, false) => Op::DeleteBucket,
+        ("GET", true, false) if has("uploads") => Op::ListMultipartUploads,
+        ("GET", true, false) => Op::ListObjects,
+        ("POST", true, false) if has("delete") => Op::DeleteObjects,
+        ("PUT", true, true) if has("uploadId") => Op::UploadPart,
+        ("PUT", true, true) => Op::PutObject,
+        ("GET", true, true) if has("uploadId") => Op::ListParts,
+        ("GET", true, true) => Op::GetObject,
+        ("HEAD", true, true) => Op::HeadObject,
+        ("DELETE", true, true) if has("uploadId") => Op::AbortMultipartUpload,
+        ("DELETE", true, true) => Op::DeleteObject,
+        ("POST", true, true) if has("uploads") => Op::CreateMultipartUpload,
+        ("POST", true, true) if has("uploadId") => Op::CompleteMultipartUpload,
+        _ => Op::Other,
+    }
+}
+
+fn is_read(op: Op) -> bool {
+    matches!(op, Op::ListBuckets | Op::HeadBucket | Op::ListObjects | Op::GetObject | Op::HeadObject | Op::ListParts | Op::ListMultipartUploads)
+}
+
+/// Handles one request; returns the operation, the status sent, and
+/// whether the connection may be reused.
+async fn handle(core: &Rc<Core>, conn: &mut Conn, head: RequestHead, id: String) -> (Op, u16, After) {
+    let query = h::parse_query(&head.raw_query);
+    let (bucket, key) = match h::split_path_style(&head.raw_path) {
+        Ok(x) => x,
+        Err(e) => {
+            let st = e.status();
+            let _ = send_error(conn, &e, &id, After::Close).await;
+            return (Op::Other, st, After::Close);
+        }
+    };
+    let op = classify(&head.method, &bucket, &key, &query);
+    // Authenticate before reading any of the body.
+    let auth = {
+        let sreq = SignedRequest::from_head(&head);
+        if sigv4::has_auth(&sreq) {
+            match sigv4::verify(&sreq, &|ak| secret_for(core, ak), SystemTime::now()) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    let st = e.status();
+                    let _ = send_error(conn, &e, &id, After::Close).await;
+                    return (op, st, After::Close);
+                }
+            }
+        } else {
+            let allowed = match core.node.cfg.s3.anonymous {
+                Anonymous::All => true,
+                Anonymous::Read => is_read(op),
+                Anonymous::None => false,
+            };
+            if !allowed {
+                let e = S3Error::new(S3ErrorCode::AccessDenied, "Access Denied: the request is not signed and this node does not allow anonymous access");
+                let _ = send_error(conn, &e, &id, After::Close).await;
+                return (op, 403, After::Close);
+            }
+            None
+        }
+    };
+    let keep = if head.keep_alive() { After::KeepAlive } else { After::Close };
+    let mut req = Req { head, bucket, key, query, auth, id };
+    let res = route(core, conn, &mut req, op).await;
+    match res {
+        Ok((status, after)) => (op, status, if after == After::Close { After::Close } else { keep }),
+        Err(Failure { err, after }) => {
+            let st = err.status();
+            if st >= 500 {
+                log::warn!("{} {} {}: {}: {}", req.id, req.head.method, req.head.raw_path, err.code_str(), err.message);
+            }
+            let after = if after == After::Close { After::Close } else { keep };
+            let _ = send_error_to(conn, &err, &req.id, after, req.head.method == "HEAD").await;
+            (op, st, after)
+        }
+    }
+}
+
+/// An error response, and whether the connection can still be reused (it
+/// cannot when part of the request body was left unread).
+struct Failure {
+    err: S3Error,
+    after: After,
+}
+
+impl From<S3Error> for Failure {
+    fn from(err: S3Error) -> Failure {
+        Failure { err, after: After::KeepAlive }
+    }
+}
+
+fn closing(err: S3Error) -> Failure {
+    Failure { err, after: After::Close }
+}
+
+type HResult = Result<(u16, After), Failure>;
+
+async fn route(core: &Rc<Core>, conn: &mut Conn, req: &mut Req, op: Op) -> HResult {
+    // Requests with a body we do not read must not keep the connection.
+    let has_body = !matches!(req.head.body_framing(), Ok(BodyFraming::None) | Ok(BodyFraming::ContentLength(0)));
+    let unread = |e: S3Error| if has_body { closing(e) } else { Failure::from(e) };
+    if let Some(b) = &req.bucket {
+        if op != Op::ListBuckets {
+            names::validate_bucket_name(b).map_err(unread)?;
+        }
+    }
+    if let Some(k) = &req.key {
+        names::validate_key(k).map_err(unread)?;
+    }
+    match op {
+        Op::ListBuckets => list_buckets(core, conn, req).await,
+        Op::CreateBucket => create_bucket(core, conn, req).await,
+        Op::HeadBucket => {
+            let b = req.bucket.clone().unwrap();
+            objects::require_bucket(core, &b).await?;
+            send_empty(conn, 200, &req.id, &[]).await
+        }
+        Op::DeleteBucket => {
+            let b = req.bucket.clone().unwrap();
+            objects::delete_bucket(core, &b).await.map_err(unread)?;
+            send_empty(conn, 204, &req.id, &[]).await
+        }
+        Op::ListObjects => {
+            if req.has_q("location") {
+                let b = req.bucket.clone().unwrap();
+                objects::require_bucket(core, &b).await?;
+                let body = xml::location_constraint(&core.node.cfg.s3.region);
+                return send_xml(conn, 200, &req.id, body).await;
+            }
+            if let Some(sub) = unsupported_subresource(req) {
+                return Err(unread(not_implemented(&sub)));
+            }
+            list_objects(core, conn, req).await
+        }
+        Op::ListMultipartUploads => list_uploads(core, conn, req).await,
+        Op::DeleteObjects => delete_objects(core, conn, req).await,
+        Op::PutObject => {
+            if req.head.header("x-amz-copy-source").is_some() {
+                return Err(unread(not_implemented("CopyObject (x-amz-copy-source)")));
+            }
+            if let Some(sub) = unsupported_subresource(req) {
+                return Err(unread(not_implemented(&sub)));
+            }
+            put_object(core, conn, req).await
+        }
+        Op::GetObject | Op::HeadObject => {
+            if let Some(sub) = unsupported_subresource(req) {
+                return Err(unread(not_implemented(&sub)));
+            }
+            get_object(core, conn, req, op == Op::HeadObject).await
+        }
+        Op::DeleteObject => {
+            let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
+            objects::require_bucket(core, &b).await.map_err(unread)?;
+            objects::delete_object(core, &b, &k).await.map_err(unread)?;
+            send_empty(conn, 204, &req.id, &[]).await
+        }
+        Op::CreateMultipartUpload => create_upload(core, conn, req).await,
+        Op::UploadPart => upload_part(core, conn, req).await,
+        Op::CompleteMultipartUpload => complete_upload(core, conn, req).await,
+        Op::AbortMultipartUpload => {
+            let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
+            let up = objects::parse_upload_id(req.q("uploadId").unwrap_or(""))?;
+            objects::abort_upload(core, &b, &k, &up).await?;
+            send_empty(conn, 204, &req.id, &[]).await
+        }
+        Op::ListParts => list_parts(core, conn, req).await,
+        Op::Other => Err(unread(S3Error::new(
+            S3ErrorCode::MethodNotAllowed,
+            format!("The specified method {} is not allowed against this resource", req.head.method),
+        ))),
+    }
+}
+
+/// Bucket/object sub-resources this node does not implement.
+fn unsupported_subresource(req: &Req) -> Option<String> {
+    const KNOWN: [&str; 12] = ["acl", "policy", "versioning", "tagging", "lifecycle", "cors", "website", "logging", "notification", "replication", "encryption", "versions"];
+    req.query.iter().find(|(k, _)| KNOWN.contains(&k.as_str())).map(|(k, _)| format!("the ?{k} sub-resource"))
+}
+
+fn not_implemented(what: &str) -> S3Error {
+    S3Error::new(S3ErrorCode::NotImplemented, format!("{what} is not implemented by this node"))
+}
+
+// ---------------------------------------------------------------- responses
+
+fn common_headers<'a>(id: &'a str, date: &'a str) -> Vec<(&'static str, &'a str)> {
+    vec![("x-amz-request-id", id), ("Date", date), ("Server", "dataplane")]
+}
+
+async fn send_error(conn: &mut Conn, err: &S3Error, id: &str, after: After) -> std::io::Result<()> {
+    send_error_to(conn, err, id, after, false).await
+}
+
+async fn send_error_to(conn: &mut Conn, err: &S3Error, id: &str, after: After, head_only: bool) -> std::io::Result<()> {
+    let body = if head_only { String::new() } else { err.to_xml(id) };
+    let date = datetime::http_date(storage::now_ms() as i64 / 1000);
+    let mut hs = common_headers(id, &date);
+    hs.push(("Content-Type", "application/xml"));
+    if after == After::Close {
+        hs.push(("Connection", "close"));
+    }
+    let mut out = Vec::with_capacity(256 + body.len());
+    h::write_response_head(&mut out, err.status(), &hs, Some(body.len() as u64));
+    out.extend_from_slice(body.as_bytes());
+    conn.write_all(&out).await?;
+    conn.flush().await
+}
+
+async fn send_xml(conn: &mut Conn, status: u16, id: &str, body: String) -> HResult {
+    let date = datetime::http_date(storage::now_ms() as i64 / 1000);
+    let mut hs = common_headers(id, &date);
+    hs.push(("Content-Type", "application/xml"));
+    let mut out = Vec::with_capacity(256 + body.len());
+    h::write_response_head(&mut out, status, &hs, Some(body.len() as u64));
+    out.extend_from_slice(body.as_bytes());
+    conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+    Ok((status, After::KeepAlive))
+}
+
+async fn send_empty(conn: &mut Conn, status: u16, id: &str, extra: &[(&str, &str)]) -> HResult {
+    let date = datetime::http_date(storage::now_ms() as i64 / 1000);
+    let mut hs = common_headers(id, &date);
+    hs.extend_from_slice(extra);
+    let mut out = Vec::with_capacity(256);
+    h::write_response_head(&mut out, status, &hs, Some(0));
+    conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+    Ok((status, After::KeepAlive))
+}
+
+fn internal_io() -> S3Error {
+    S3Error::new(S3ErrorCode::InternalError, "connection lost while sending the response")
+}
+
+// ------------------------------------------------------------------ buckets
+
+async fn list_buckets(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
+    let all = objects::list_buckets(core).await?;
+    let owner_id = req.owner();
+    let entries: Vec<xml::BucketEntry<'_>> = all.iter().map(|b| xml::BucketEntry { name: &b.name, creation_date_ms: b.created_ms as i64 }).collect();
+    let owner = xml::Owner { id: &owner_id, display_name: &owner_id };
+    send_xml(conn, 200, &req.id, xml::list_all_my_buckets(Some(&owner), &entries)).await
+}
+
+async fn create_bucket(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
+    let b = req.bucket.clone().unwrap();
+    // The optional CreateBucketConfiguration body is read and ignored (one region).
+    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
+    if !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0)) {
+        let mut body = Body::new(framing, None);
+        let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
+        if !bytes.is_empty() {
+            xml::parse_create_bucket_configuration(&bytes)?;
+        }
+    }
+    objects::create_bucket(core, &b, &req.owner()).await?;
+    let loc = format!("/{b}");
+    send_empty(conn, 200, &req.id, &[("Location", &loc)]).await
+}
+
+// ------------------------------------------------------------------ listing
+
+fn encode_token(s: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn decode_token(s: &str) -> S3Result<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidArgument, "The continuation token provided is incorrect"))
+}
+
+struct Page {
+    contents: Vec<objects::ListEntry>,
+    prefixes: Vec<String>,
+    truncated: bool,
+    /// Where the next page starts (exclusive), as key bytes.
+    next: Option<Vec<u8>>,
+}
+
+/// Builds one listing page: keys after `cursor` with `prefix`, grouped by
+/// `delimiter`, at most `max` entries (keys plus common prefixes).
+async fn list_page(core: &Rc<Core>, bucket: &str, prefix: &str, delimiter: &str, cursor: &[u8], max: usize) -> Page {
+    let mut page = Page { contents: Vec::new(), prefixes: Vec::new(), truncated: false, next: None };
+    let mut cursor = cursor.to_vec();
+    if max == 0 {
+        return page;
+    }
+    loop {
+        let want = max - (page.contents.len() + page.prefixes.len()) + 1;
+        let batch = objects::list_objects(core, bucket, prefix, &cursor, want.min(MAX_LIST_KEYS + 1)).await;
+        if batch.is_empty() {
+            return page;
+        }
+        let mut refetch = false;
+        for e in batch {
+            if page.contents.len() + page.prefixes.len() >= max {
+                page.truncated = true;
+                page.next = Some(cursor.clone());
+                return page;
+            }
+            let rest = &e.key[prefix.len()..];
+            if !delimiter.is_empty() {
+                if let Some(i) = rest.find(delimiter) {
+                    let cp = format!("{prefix}{}", &rest[..i + delimiter.len()]);
+                    // Skip every key under this common prefix: 0xFF never
+                    // occurs in UTF-8, so cp ‖ 0xFF sorts after all of them.
+                    cursor = cp.as_bytes().to_vec();
+                    cursor.push(0xFF);
+                    page.prefixes.push(cp);
+                    refetch = true;
+                    break;
+                }
+            }
+            cursor = e.key.as_bytes().to_vec();
+            page.contents.push(e);
+        }
+        if !refetch {
+            // The batch was shorter than asked for: there is nothing more.
+            return page;
+        }
+    }
+}
+
+async fn list_objects(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
+    let b = req.bucket.clone().unwrap();
+    objects::require_bucket(core, &b).await?;
+    let v2 = req.q("list-type") == Some("2");
+    let prefix = req.q("prefix").unwrap_or("").to_string();
+    let delimiter = req.q("delimiter").unwrap_or("").to_string();
+    let max_keys: usize = match req.q("max-keys") {
+        Some(s) => s.parse::<i64>().map_err(|_| S3Error::new(S3ErrorCode::InvalidArgument, "max-keys must be an integer"))?.clamp(0, MAX_LIST_KEYS as i64) as usize,
+        None => MAX_LIST_KEYS,
+    };
+    let encoding_url = match req.q("encoding-type") {
+        None => false,
+        Some("url") => true,
+        Some(other) => return Err(S3Error::new(S3ErrorCode::InvalidArgument, format!("Invalid Encoding Method specified in Request: {other}")).into()),
+    };
+    let token = req.q("continuation-token").map(|s| s.to_string());
+    let start_after = if v2 { req.q("start-after") } else { req.q("marker") }.unwrap_or("").to_string();
+    let cursor = match &token {
+        Some(t) => decode_token(t)?,
+        None => start_after.as_bytes().to_vec(),
+    };
+    let page = list_page(core, &b, &prefix, &delimiter, &cursor, max_keys).await;
+    let etags: Vec<String> = page.contents.iter().map(|e| e.etag.clone()).collect();
+    let owner = req.owner();
+    let fetch_owner = req.q("fetch-owner") == Some("true") || !v2;
+    let entries: Vec<xml::ObjectEntry<'_>> = page
+        .contents
+        .iter()
+        .zip(etags.iter())
+        .map(|(e, etag)| xml::ObjectEntry {
+            key: &e.key,
+            last_modified_ms: e.last_modified_ms as i64,
+            etag,
+            size: e.size,
+            storage_class: "STANDARD",
+            owner: if fetch_owner { Some(xml::Owner { id: &owner, display_name: &owner }) } else { None },
+        })
+        .collect();
+    let cps: Vec<&str> = page.prefixes.iter().map(|s| s.as_str()).collect();
+    let next_token = page.next.as_ref().map(|n| encode_token(n));
+    let body = if v2 {
+        xml::list_objects_v2(&xml::ListObjectsV2 {
+            name: &b,
+            prefix: &prefix,
+            delimiter: if delimiter.is_empty() { None } else { Some(&delimiter) },
+            max_keys: max_keys as u32,
+            is_truncated: page.truncated,
+            continuation_token: token.as_deref(),
+            next_continuation_token: next_token.as_deref(),
+            start_after: if start_after.is_empty() { None } else { Some(&start_after) },
+            encoding_url,
+            contents: &entries,
+            common_prefixes: &cps,
+        })
+    } else {
+        let next_marker = if page.truncated && !delimiter.is_empty() {
+            page.contents.last().map(|e| e.key.clone()).into_iter().chain(page.prefixes.last().cloned()).max()
+        } else {
+            None
+        };
+        xml::list_objects_v1(&xml::ListObjectsV1 {
+            name: &b,
+            prefix: &prefix,
+            marker: &start_after,
+            next_marker: next_marker.as_deref(),
+            delimiter: if delimiter.is_empty() { None } else { Some(&delimiter) },
+            max_keys: max_keys as u32,
+            is_truncated: page.truncated,
+            encoding_url,
+            contents: &entries,
+            common_prefixes: &cps,
+        })
+    };
+    send_xml(conn, 200, &req.id, body).await
+}
+
+async fn delete_objects(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
+    let b = req.bucket.clone().unwrap();
+    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
+    let mut body = Body::new(framing, None);
+    let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
+    if let Some(md5h) = req.head.header("content-md5") {
+        crate::s3::checksum::verify_content_md5(md5h, &crate::s3::checksum::md5(&bytes))?;
+    }
+    verify_body_sha256(req, &bytes)?;
+    objects::require_bucket(core, &b).await?;
+    let dr = xml::parse_delete(&bytes)?;
+    let mut deleted = Vec::new();
+    let mut errors: Vec<(String, S3Error)> = Vec::new();
+    for o in &dr.objects {
+        if let Err(e) = names::validate_key(&o.key) {
+            errors.push((o.key.clone(), e));
+            continue;
+        }
+        match objects::delete_object(core, &b, &o.key).await {
+            Ok(()) => deleted.push(o.key.clone()),
+            Err(e) => errors.push((o.key.clone(), e)),
+        }
+    }
+    let d: Vec<xml::DeletedEntry<'_>> = deleted.iter().map(|k| xml::DeletedEntry { key: k, version_id: None }).collect();
+    let e: Vec<xml::DeleteErrorEntry<'_>> =
+        errors.iter().map(|(k, e)| xml::DeleteErrorEntry { key: k, version_id: None, code: e.code_str(), message: &e.message }).collect();
+    send_xml(conn, 200, &req.id, xml::delete_result(&d, &e, dr.quiet)).await
+}
+
+fn verify_body_sha256(req: &Req, bytes: &[u8]) -> S3Result<()> {
+    if let Some(AuthOutcome { payload: PayloadMode::Sha256(want), .. }) = &req.auth {
+        crate::s3::checksum::verify_payload_sha256(want, &crate::s3::checksum::sha256(bytes))?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ uploads
+
+/// Everything that checks a body as it streams through.
+struct BodyChecks {
+    md5: Md5Hasher,
+    sha256: Option<(Sha256Hasher, [u8; 32])>,
+    header_checksum: Option<(Checksummer, String)>,
+    content_md5: Option<String>,
+}
+
+impl BodyChecks {
+    fn new(req: &Req) -> S3Result<BodyChecks> {
+        let sha256 = match &req.auth {
+            Some(AuthOutcome { payload: PayloadMode::Sha256(want), .. }) => Some((Sha256Hasher::new(), *want)),
+            _ => None,
+        };
+        let mut header_checksum = None;
+        for (name, value) in &req.head.headers {
+            if let Some(c) = Checksummer::from_header_name(name) {
+                if header_checksum.is_some() {
+                    return Err(S3Error::new(S3ErrorCode::InvalidRequest, "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."));
+                }
+                header_checksum = Some((c, value.clone()));
+            }
+        }
+        Ok(BodyChecks { md5: Md5Hasher::new(), sha256, header_checksum, content_md5: req.head.header("content-md5").map(|s| s.to_string()) })
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        self.md5.update(data);
+        if let Some((h, _)) = &mut self.sha256 {
+            h.update(data);
+        }
+        if let Some((c, _)) = &mut self.header_checksum {
+            c.update(data);
+        }
+    }
+
+    /// Verifies everything; returns the MD5 and the checksums to store.
+    fn finish(self, body: &Body) -> S3Result<([u8; 16], Vec<(String, String)>)> {
+        let md5 = self.md5.finish();
+        if let Some((h, want)) = self.sha256 {
+            crate::s3::checksum::verify_payload_sha256(&want, &h.finish())?;
+        }
+        if let Some(cm) = &self.content_md5 {
+            crate::s3::checksum::verify_content_md5(cm, &md5)?;
+        }
+        let mut checksums = Vec::new();
+        if let Some((c, want)) = self.header_checksum {
+            let alg = c.algorithm();
+            let got = c.verify_base64(&want)?;
+            checksums.push((alg.header_name().to_string(), got));
+        }
+        if let Some(aws) = body.aws() {
+            if let Some((alg, v)) = aws.checksum() {
+                checksums.push((alg.header_name().to_string(), v.to_string()));
+            }
+        }
+        Ok((md5, checksums))
+    }
+}
+
+/// Sets up the body reader (framing, aws-chunked) and the expected size.
+fn open_body(req: &Req) -> S3Result<(Body, Option<u64>)> {
+    let framing = req.head.body_framing().map_err(|e| e.to_s3_error())?;
+    let streaming = req.auth.as_ref().map(|a| a.payload.is_streaming()).unwrap_or(false);
+    let ce_aws = req.head.header("content-encoding").map(crate::s3::chunked::is_aws_chunked).unwrap_or(false);
+    let decoded_len = match req.head.header("x-amz-decoded-content-length") {
+        Some(v) => Some(v.trim().parse::<u64>().map_err(|_| S3Error::new(S3ErrorCode::InvalidArgument, "x-amz-decoded-content-length is not a number"))?),
+        None => None,
+    };
+    if streaming || (ce_aws && req.auth.is_none()) {
+        let payload = req.auth.as_ref().map(|a| a.payload.clone()).unwrap_or(PayloadMode::StreamingUnsignedTrailer);
+        let Some(mut dec) = AwsChunkedDecoder::for_payload(&payload, req.head.header("x-amz-trailer")) else {
+            return Err(S3Error::new(S3ErrorCode::InvalidRequest, "aws-chunked body without a streaming payload mode"));
+        };
+        let Some(n) = decoded_len else {
+            return Err(S3Error::new(S3ErrorCode::MissingContentLength, "aws-chunked uploads must send x-amz-decoded-content-length"));
+        };
+        dec = dec.with_decoded_length(n);
+        return Ok((Body::new(framing, Some(dec)), Some(n)));
+    }
+    let size = match framing {
+        BodyFraming::ContentLength(n) => Some(n),
+        BodyFraming::None => Some(0),
+        BodyFraming::Chunked => decoded_len,
+    };
+    Ok((Body::new(framing, None), size))
+}
+
+fn user_meta(req: &Req) -> S3Result<Vec<(String, String)>> {
+    let mut v = Vec::new();
+    let mut total = 0;
+    for (n, val) in &req.head.headers {
+        if let Some(name) = n.strip_prefix("x-amz-meta-") {
+            total += name.len() + val.len();
+            v.push((name.to_string(), val.clone()));
+        }
+    }
+    if total > MAX_USER_META_BYTES {
+        return Err(S3Error::new(S3ErrorCode::MetadataTooLarge, format!("Your metadata headers exceed the maximum allowed metadata size ({total} > {MAX_USER_META_BYTES} bytes)")));
+    }
+    Ok(v)
+}
+
+async fn send_continue(conn: &mut Conn, req: &Req) -> Result<(), Failure> {
+    if req.head.expects_continue() {
+        conn.write_all(h::CONTINUE_RESPONSE).await.map_err(|_| closing(internal_io()))?;
+    }
+    Ok(())
+}
+
+/// Streams a body into blocks. Small bodies (known size up to inline_max)
+/// come back inline instead.
+async fn receive_blocks(
+    core: &Rc<Core>,
+    conn: &mut Conn,
+    body: &mut Body,
+    checks: &mut BodyChecks,
+    writer: &mut BlockWriter,
+    allow_inline: Option<u64>,
+) -> Result<(u64, Option<Vec<u8>>), S3Error> {
+    let bs = core.node.cfg.s3.block_size as usize;
+    let inline_max = core.node.cfg.s3.inline_max as u64;
+    if let Some(n) = allow_inline {
+        if n <= inline_max {
+            let mut data = Vec::with_capacity(n as usize);
+            loop {
+                let room = (inline_max as usize + 1).saturating_sub(data.len()).max(1);
+                let got = body.read(conn, &mut data, room).await?;
+                if got == 0 {
+                    break;
+                }
+                if data.len() as u64 > inline_max {
+                    return Err(S3Error::new(S3ErrorCode::IncompleteBody, "the body is longer than its declared length"));
+                }
+            }
+            checks.update(&data);
+            return Ok((data.len() as u64, Some(data)));
+        }
+    }
+    let mut total = 0u64;
+    loop {
+        let mut block = Vec::with_capacity(bs);
+        while block.len() < bs {
+            let room = bs - block.len();
+            let got = body.read(conn, &mut block, room).await?;
+            if got == 0 {
+                break;
+            }
+        }
+        if block.is_empty() {
+            break;
+        }
+        checks.update(&block);
+        total += block.len() as u64;
+        let last = block.len() < bs;
+        writer.push(block).await?;
+        if last {
+            // A short block ends the body; make sure nothing follows.
+            let mut probe = Vec::new();
+            if body.read(conn, &mut probe, 1).await? != 0 {
+                return Err(S3Error::new(S3ErrorCode::InternalError, "body continued after a short read"));
+            }
+            break;
+        }
+    }
+    writer.finish().await?;
+    Ok((total, None))
+}
+
+async fn put_object(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
+    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
+    let (mut body, size) = open_body(req).map_err(closing)?;
+    if let Some(n) = size {
+        if n > core.node.cfg.s3.max_put_bytes {
+            return Err(closing(S3Error::new(
+                S3ErrorCode::EntityTooLarge,
+                format!("Your proposed upload of {n} bytes exceeds the maximum allowed object size ({} bytes); use a multipart upload", core.node.cfg.s3.max_put_bytes),
+            )));
+        }
+    } else if !matches!(req.head.body_framing(), Ok(BodyFraming::Chunked)) {
+        return Err(closing(S3Error::new(S3ErrorCode::MissingContentLength, "You must provide the Content-Length HTTP header.")));
+    }
+    let meta = user_meta(req).map_err(closing)?;
+    let mut checks = BodyChecks::new(req).map_err(closing)?;
+    objects::require_bucket(core, &b).await.map_err(closing)?;
+    send_continue(conn, req).await?;
+    let started = objects::local_version(core);
+    let mut writer = BlockWriter::new(core, &b, &k, started);
+    let res = receive_blocks(core, conn, &mut body, &mut checks, &mut writer, size).await;
+    let (total, inline) = match res {
+        Ok(x) => x,
+        Err(e) => {
+            writer.abort().await;
+            return Err(closing(e));
+        }
+    };
+    core.metrics.bytes_in.fetch_add(total, Ordering::Relaxed);
+    let (md5, checksums) = match checks.finish(&body) {
+        Ok(x) => x,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e.into());
+        }
+    };
+    let version = objects::local_version(core);
+    let etag = hex::encode(md5);
+    let manifest = Manifest {
+        bucket: b.clone(),
+        key: k.clone(),
+        version_hlc: version.hlc,
+        version_cluster: version.cluster,
+        size: total,
+        etag: etag.clone(),
+        content_type: req.head.header("content-type").unwrap_or("binary/octet-stream").to_string(),
+        user_meta: meta,
+        checksums: checksums.clone(),
+        last_modified_ms: storage::now_ms(),
+        block_size: core.node.cfg.s3.block_size,
+        parts: if inline.is_some() { Vec::new() } else { vec![PartRef { uid: writer.uid, size: total }] },
+        inline: inline.unwrap_or_default(),
+    };
+    let intents = if manifest.parts.is_empty() { Vec::new() } else { vec![writer.uid] };
+    match objects::commit_manifest(core, manifest, vec![core.node.cluster_id], intents).await {
+        Ok(Committed::Current) | Ok(Committed::Superseded) => {}
+        Err(e) => {
+            writer.abort().await;
+            return Err(e.into());
+        }
+    }
+    let quoted = format!("\"{etag}\"");
+    let mut hs: Vec<(&str, &str)> = vec![("ETag", &quoted)];
+    for (n, v) in &checksums {
+        hs.push((n.as_str(), v.as_str()));
+    }
+    send_empty(conn, 200, &req.id, &hs).await
+}
+
+async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool) -> HResult {
+    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
+    let Some(m) = objects::get_manifest(core, &b, &k).await? else {
+        objects::require_bucket(core, &b).await?;
+        return Err(objects::no_such_key(&b, &k).into());
+    };
+    let etag_q = format!("\"{}\"", m.etag);
+    let mtime = (m.last_modified_ms / 1000) as i64;
+    // Conditional requests.
+    if let Some(v) = req.head.header("if-match") {
+        if !etag_matches(v, &m.etag) {
+            return Err(S3Error::new(S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold").into());
+        }
+    } else if let Some(t) = req.head.header("if-unmodified-since").and_then(datetime::parse_http_date) {
+        if mtime > t {
+            return Err(S3Error::new(S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold").into());
+        }
+    }
+    let not_modified = match req.head.header("if-none-match") {
+        Some(v) => etag_matches(v, &m.etag),
+        None => req.head.header("if-modified-since").and_then(datetime::parse_http_date).map(|t| mtime <= t).unwrap_or(false),
+    };
+    let last_modified = datetime::http_date(mtime);
+    if not_modified {
+        return send_empty(conn, 304, &req.id, &[("ETag", &etag_q), ("Last-Modified", &last_modified)]).await;
+    }
+    let range = match req.head.header("range") {
+        Some(r) => range::parse_range(r, m.size)?,
+        None => None,
+    };
+    let (status, start, end) = match range {
+        Some((s, e)) => (206u16, s, e),
+        None => (200u16, 0, m.size.saturating_sub(1)),
+    };
+    let len = if m.size == 0 { 0 } else { end - start + 1 };
+    let date = datetime::http_date(storage::now_ms() as i64 / 1000);
+    let mut hs = common_headers(&req.id, &date);
+    hs.push(("ETag", &etag_q));
+    hs.push(("Last-Modified", &last_modified));
+    hs.push(("Content-Type", &m.content_type));
+    hs.push(("Accept-Ranges", "bytes"));
+    let cr = range::content_range(start, end, m.size);
+    if status == 206 {
+        hs.push(("Content-Range", &cr));
+    }
+    let meta_names: Vec<String> = m.user_meta.iter().map(|(n, _)| format!("x-amz-meta-{n}")).collect();
+    for (i, (_, v)) in m.user_meta.iter().enumerate() {
+        hs.push((&meta_names[i], v));
+    }
+    if req.head.header("x-amz-checksum-mode").map(|v| v.eq_ignore_ascii_case("enabled")).unwrap_or(false) && status == 200 {
+        for (n, v) in &m.checksums {
+            hs.push((n.as_str(), v.as_str()));
+        }
+    }
+    let mut out = Vec::with_capacity(512);
+    h::write_response_head(&mut out, status, &hs, Some(len));
+    if head_only || len == 0 {
+        conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+        return Ok((status, After::KeepAlive));
+    }
+    if !m.inline.is_empty() || m.parts.is_empty() {
+        out.extend_from_slice(&m.inline[start as usize..=end as usize]);
+        conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+        core.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
+        return Ok((status, After::KeepAlive));
+    }
+    let blocks = m.blocks_for_range(start, end);
+    // Fetch ahead; the first block is fetched before the headers go out so
+    // that a missing block can still be reported as an error.
+    let mut pending = std::collections::VecDeque::new();
+    let mut it = blocks.into_iter();
+    let spawn = |key: Vec<u8>| {
+        let c = core.clone();
+        glommio::spawn_local(async move { objects::read_block(&c, key).await })
+    };
+    for _ in 0..objects::READ_AHEAD_BLOCKS {
+        if let Some((key, blen, off, n)) = it.next() {
+            pending.push_back((spawn(key.clone()), key, blen, off, n));
+        }
+    }
+    let mut first = true;
+    let mut sent = 0u64;
+    while let Some((task, key, blen, off, n)) = pending.pop_front() {
+        let rec = task.await;
+        let rec = match rec {
+            Ok(Some(r)) if r.value().len() as u64 == blen => r,
+            other => {
+                let err = match other {
+                    Err(e) => e,
+                    _ => S3Error::new(
+                        S3ErrorCode::ServiceUnavailable,
+                        format!("block {} of {b}/{k} is not on this cluster yet (it may still be replicating); retry shortly", hex::encode(&key[key.len() - 20..])),
+                    ),
+                };
+                if first {
+                    return Err(err.into());
+                }
+                log::error!("{}: GET {b}/{k} broke off after {sent} bytes: {}", req.id, err.message);
+                return Err(closing(err));
+            }
+        };
+        if let Some((key2, blen2, off2, n2)) = it.next() {
+            pending.push_back((spawn(key2.clone()), key2, blen2, off2, n2));
+        }
+        if first {
+            conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+            first = false;
+        }
+        let data = &rec.value()[off as usize..(off + n) as usize];
+        conn.write_all(data).await.map_err(|_| closing(internal_io()))?;
+        sent += n;
+    }
+    core.metrics.bytes_out.fetch_add(sent, Ordering::Relaxed);
+    Ok((status, After::KeepAlive))
+}
+
+fn etag_matches(header: &str, etag: &str) -> bool {
+    header.split(',').map(|s| s.trim()).any(|t| t == "*" || xml::normalize_etag(t) == etag)
+}
+
+// ---------------------------------------------------------------- multipart
+
+async fn create_upload(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
+    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
+    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
+    if !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0)) {
+        let mut body = Body::new(framing, None);
+        body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
+    }
+    objects::require_bucket(core, &b).await?;
+    let up = random_uid();
+    let meta = UploadMeta {
+        bucket: b.clone(),
+        key: k.clone(),
+        upload_id: up,
+        created_ms: storage::now_ms(),
+        content_type: req.head.header("content-type").unwrap_or("binary/octet-stream").to_string(),
+        user_meta: user_meta(req)?,
+        checksum_algorithm: req.head.header("x-amz-checksum-algorithm").unwrap_or("").to_string(),
+    };
+    objects::create_upload(core, meta).await?;
+    send_xml(conn, 200, &req.id, xml::initiate_multipart_upload(&b, &k, &objects::upload_id_str(&up))).await
+}
+
+async fn upload_part(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
+    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
+    let n: u32 = req
+        .q("partNumber")
+        .and_then(|s| s.parse().ok())
+        .filter(|n| (1..=objects::MAX_PARTS).contains(n))
+        .ok_or_else(|| closing(S3Error::new(S3ErrorCode::InvalidArgument, format!("Part number must be an integer between 1 and {}, inclusive", objects::MAX_PARTS))))?;
+    let up = objects::parse_upload_id(req.q("uploadId").unwrap_or("")).map_err(closing)?;
+    if req.head.header("x-amz-copy-source").is_some() {
+        return Err(closing(not_implemented("UploadPartCopy")));
+    }
+    let (mut body, size) = open_body(req).map_err(closing)?;
+    if let Some(sz) = size {
+        if sz > 5 << 30 {
+            return Err(closing(S3Error::new(S3ErrorCode::EntityTooLarge, "a part may be at most 5 GiB")));
+        }
+    }
+    let mut checks = BodyChecks::new(req).map_err(closing)?;
+    objects::get_upload(core, &b, &k, &up).await.map_err(closing)?;
+    send_continue(conn, req).await?;
+    let mut writer = BlockWriter::new(core, &b, &k, objects::local_version(core));
+    let (total, _) = match receive_blocks(core, conn, &mut body, &mut checks, &mut writer, None).await {
+        Ok(x) => x,
+        Err(e) => {
+            writer.abort().await;
+            return Err(closing(e));
+        }
+    };
+    core.metrics.bytes_in.fetch_add(total, Ordering::Relaxed);
+    let (md5, checksums) = match checks.finish(&body) {
+        Ok(x) => x,
+        Err(e) => {
+            writer.abort().await;
+            return Err(e.into());
+        }
+    };
+    let etag = hex::encode(md5);
+    let pm = PartMeta { part_number: n, uid: writer.uid, size: total, etag: etag.clone(), last_modified_ms: storage::now_ms(), checksums: checksums.clone() };
+    if writer.blocks() == 0 {
+        // An empty part has no blocks, so no intent to clear.
+    }
+    objects::put_part(core, &b, &k, &up, pm).await?;
+    let quoted = format!("\"{etag}\"");
+    let mut hs: Vec<(&str, &str)> = vec![("ETag", &quoted)];
+    for (n, v) in &checksums {
+        hs.push((n.as_str(), v.as_str()));
+    }
+    send_empty(conn, 200, &req.id, &hs).await
+}
+
+async fn complete_upload(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
+    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
+    let up = objects::parse_upload_id(req.q("uploadId").unwrap_or("")).map_err(closing)?;
+    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
+    let mut body = Body::new(framing, None);
+    let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
+    verify_body_sha256(req, &bytes)?;
+    let parts = xml::parse_complete_multipart_upload(&bytes)?;
+    let wanted: Vec<(u32, String)> = parts.iter().map(|p| (p.part_number, xml::normalize_etag(&p.etag).to_string())).collect();
+    let cfg = &core.node.cfg.s3;
+    let m = objects::complete_upload(core, &b, &k, &up, wanted, cfg.min_part_bytes, cfg.block_size).await?;
+    let location = format!("/{b}/{k}");
+    send_xml(conn, 200, &req.id, xml::complete_multipart_upload(&location, &b, &k, &m.etag, &[])).await
+}
+
+async fn list_parts(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
+    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
+    let up = objects::parse_upload_id(req.q("uploadId").unwrap_or(""))?;
+    let marker: u32 = req.q("part-number-marker").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let max: usize = req.q("max-parts").and_then(|s| s.parse().ok()).unwrap_or(MAX_LIST_PARTS).min(MAX_LIST_PARTS);
+    let all = objects::list_parts(core, &b, &k, &up).await?;
+    let after: Vec<&PartMeta> = all.iter().filter(|p| p.part_number > marker).collect();
+    let truncated = after.len() > max;
+    let shown: Vec<&PartMeta> = after.into_iter().take(max).collect();
+    let checks: Vec<Vec<(ChecksumAlgorithm, &str)>> = shown
+        .iter()
+        .map(|p| p.checksums.iter().filter_map(|(n, v)| ChecksumAlgorithm::from_header_name(n).map(|a| (a, v.as_str()))).collect())
+        .collect();
+    let entries: Vec<xml::PartEntry<'_>> = shown
+        .iter()
+        .zip(checks.iter())
+        .map(|(p, c)| xml::PartEntry { part_number: p.part_number, last_modified_ms: p.last_modified_ms as i64, etag: &p.etag, size: p.size, checksums: c })
+        .collect();
+    let upid = objects::upload_id_str(&up);
+    let owner = req.owner();
+    let body = xml::list_parts(&xml::ListParts {
+        bucket: &b,
+        key: &k,
+        upload_id: &upid,
+        part_number_marker: marker,
+        next_part_number_marker: if truncated { shown.last().map(|p| p.part_number) } else { None },
+        max_parts: max as u32,
+        is_truncated: truncated,
+        storage_class: "STANDARD",
+        owner: Some(xml::Owner { id: &owner, display_name: &owner }),
+        parts: &entries,
+    });
+    send_xml(conn, 200, &req.id, body).await
+}
+
+async fn list_uploads(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
+    let b = req.bucket.clone().unwrap();
+    objects::require_bucket(core, &b).await?;
+    let prefix = req.q("prefix").unwrap_or("").to_string();
+    let all = objects::list_uploads(core, &b, &prefix).await;
+    let ids: Vec<String> = all.iter().map(|u| objects::upload_id_str(&u.upload_id)).collect();
+    let owner = req.owner();
+    let entries: Vec<xml::UploadEntry<'_>> = all
+        .iter()
+        .zip(ids.iter())
+        .map(|(u, id)| xml::UploadEntry { key: &u.key, upload_id: id, initiated_ms: u.created_ms as i64, storage_class: "STANDARD", owner: Some(xml::Owner { id: &owner, display_name: &owner }) })
+        .collect();
+    let body = xml::list_multipart_uploads(&xml::ListMultipartUploads {
+        bucket: &b,
+        key_marker: "",
+        upload_id_marker: "",
+        next_key_marker: None,
+        next_upload_id_marker: None,
+        prefix: &prefix,
+        delimiter: None,
+        max_uploads: 1000,
+        is_truncated: false,
+        encoding_url: false,
+        uploads: &entries,
+        common_prefixes: &[],
+    });
+    send_xml(conn, 200, &req.id, body).await
+}
