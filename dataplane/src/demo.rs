@@ -1,16 +1,21 @@
-//! `dataplane demo`: starts local clusters in temporary directories, writes
-//! objects and shows what happens.
+//! `dataplane demo`: two clusters in temporary directories, one replicating
+//! to the other; objects written to the first are shown arriving at the
+//! second. `Cluster` is also the launcher the integration tests and the
+//! benchmarks use: it runs real `dataplane serve` processes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::client::{admin_request, S3Client};
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Objects to write.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 400)]
     pub objects: usize,
     /// First port to use (each cluster takes a few consecutive ports).
     #[arg(long, default_value_t = 18080)]
@@ -19,12 +24,35 @@ pub struct DemoArgs {
     #[arg(long)]
     pub keep: bool,
     /// Cores per cluster.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     pub cores: usize,
 }
 
 pub const DEMO_ACCESS_KEY: &str = "demo";
 pub const DEMO_SECRET_KEY: &str = "demo-secret-key";
+
+/// Ports a cluster takes from its base: S3, admin, then the cluster manager
+/// at +10 and one data port per core after it.
+pub const PORTS_PER_CLUSTER: u16 = 32;
+
+#[derive(Clone, Debug)]
+pub struct ClusterOpts {
+    pub name: String,
+    pub cores: usize,
+    pub ring_size: u32,
+    /// Extra TOML appended to the configuration (keys must not clash with
+    /// the sections written here; use `[section]` headers).
+    pub extra: String,
+    pub log_level: String,
+    /// The binary to run (default: this executable).
+    pub bin: Option<PathBuf>,
+}
+
+impl ClusterOpts {
+    pub fn new(name: &str) -> ClusterOpts {
+        ClusterOpts { name: name.into(), cores: 2, ring_size: 16, extra: String::new(), log_level: "info".into(), bin: None }
+    }
+}
 
 pub struct Cluster {
     pub name: String,
@@ -32,39 +60,70 @@ pub struct Cluster {
     pub s3: std::net::SocketAddr,
     pub admin: String,
     pub repl: std::net::SocketAddr,
+    opts: ClusterOpts,
     child: Option<Child>,
 }
 
+/// Picks a base port with PORTS_PER_CLUSTER free ports after it.
+pub fn free_base_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = 20000 + (std::process::id() % 300) as u16 * 100;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let base = start.wrapping_add(n * PORTS_PER_CLUSTER) % 40000 + 20000;
+        if (0..PORTS_PER_CLUSTER).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+}
+
 impl Cluster {
-    pub fn start(name: &str, root: &Path, port: u16, cores: usize) -> Result<Cluster, String> {
-        let dir = root.join(name);
+    pub fn start(root: &Path, port: u16, opts: ClusterOpts) -> Result<Cluster, String> {
+        let dir = root.join(&opts.name);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let s3: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let admin = format!("127.0.0.1:{}", port + 1);
-        let repl: std::net::SocketAddr = format!("127.0.0.1:{}", port + 2).parse().unwrap();
+        let repl: std::net::SocketAddr = format!("127.0.0.1:{}", port + 10).parse().unwrap();
         let cfg = format!(
-            "[node]\ndata_dir = \"{}\"\ncores = {cores}\nring_size = 16\nlog_level = \"warn\"\n\n[cluster]\nname = \"{name}\"\n\n[s3]\nlisten = \"{s3}\"\n\n[[s3.keys]]\naccess_key = \"{DEMO_ACCESS_KEY}\"\nsecret_key = \"{DEMO_SECRET_KEY}\"\n\n[storage]\nsegment_bytes = 16777216\nio_memory_bytes = 16777216\n\n[admin]\nlisten = \"{admin}\"\n\n[repl]\nlisten = \"{repl}\"\n",
-            dir.join("data").display()
+            "[node]\ndata_dir = \"{}\"\ncores = {}\nring_size = {}\nlog_level = \"{}\"\n\n[cluster]\nname = \"{}\"\n\n[s3]\nlisten = \"{s3}\"\n\n[[s3.keys]]\naccess_key = \"{DEMO_ACCESS_KEY}\"\nsecret_key = \"{DEMO_SECRET_KEY}\"\n\n[storage]\nsegment_bytes = 16777216\nio_memory_bytes = 16777216\n\n[admin]\nlisten = \"{admin}\"\n\n[repl]\nlisten = \"{repl}\"\n{}\n",
+            dir.join("data").display(),
+            opts.cores,
+            opts.ring_size,
+            opts.log_level,
+            opts.name,
+            merge_section(&opts.extra)
         );
-        let cfg_path = dir.join("dataplane.toml");
-        std::fs::write(&cfg_path, cfg).map_err(|e| e.to_string())?;
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(dir.join("node.log")).map_err(|e| e.to_string())?;
-        let child = Command::new(exe)
-            .args(["serve", "--config"])
-            .arg(&cfg_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("starting {name}: {e}"))?;
-        let c = Cluster { name: name.into(), dir, s3, admin, repl, child: Some(child) };
-        c.wait_ready(Duration::from_secs(30))?;
+        std::fs::write(dir.join("dataplane.toml"), cfg).map_err(|e| e.to_string())?;
+        let mut c = Cluster { name: opts.name.clone(), dir, s3, admin, repl, opts, child: None };
+        c.spawn()?;
         Ok(c)
     }
 
-    fn wait_ready(&self, limit: Duration) -> Result<(), String> {
+    fn spawn(&mut self) -> Result<(), String> {
+        let exe = match &self.opts.bin {
+            Some(b) => b.clone(),
+            None => std::env::current_exe().map_err(|e| e.to_string())?,
+        };
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(exe)
+            .args(["serve", "--config"])
+            .arg(self.dir.join("dataplane.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("starting {}: {e}", self.name))?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(60))
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
         let t = Instant::now();
         while t.elapsed() < limit {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(st)) = c.try_wait() {
+                    return Err(format!("cluster {} exited ({st}) during startup; its log:\n{}", self.name, self.log_tail()));
+                }
+            }
             if let Ok(r) = admin_request(&self.admin, "GET", "/health", "", "") {
                 if r.status == 200 && std::net::TcpStream::connect(self.s3).is_ok() {
                     return Ok(());
@@ -72,20 +131,65 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        Err(format!("cluster {} did not come up within {limit:?}; its log:\n{}", self.name, self.log_tail()))
+    }
+
+    pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
-        Err(format!("cluster {} did not come up within {limit:?}; its log:\n{log}", self.name))
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
     pub fn client(&self) -> S3Client {
         S3Client::new(self.s3, DEMO_ACCESS_KEY, DEMO_SECRET_KEY)
     }
 
+    /// Calls the admin API; returns the JSON answer or the error message.
+    pub fn admin(&self, method: &str, path: &str, body: Value) -> Result<Value, String> {
+        let b = if body.is_null() { String::new() } else { body.to_string() };
+        let r = admin_request(&self.admin, method, path, &b, "").map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        if r.status != 200 {
+            return Err(v["error"].as_str().map(|s| s.to_string()).unwrap_or_else(|| r.text()));
+        }
+        Ok(v)
+    }
+
+    /// Makes `sink` a sink of this cluster and starts realtime to it.
+    pub fn replicate_to(&self, sink: &Cluster) -> Result<(), String> {
+        self.admin("POST", "/repl/connect", serde_json::json!({"addr": sink.repl.to_string()}))?;
+        self.admin("POST", "/repl/realtime/enable", serde_json::json!({"sink": sink.name}))?;
+        self.admin("POST", "/repl/realtime/start", serde_json::json!({"sink": sink.name}))?;
+        Ok(())
+    }
+
+    /// Status of the sink named `sink` in this cluster's repl status.
+    pub fn sink_status(&self, sink: &str) -> Option<Value> {
+        let v = self.admin("GET", "/repl/status", Value::Null).ok()?;
+        v["sinks"].as_array()?.iter().find(|s| s["sink"] == sink).cloned()
+    }
+
+    /// Waits until realtime to `sink` has nothing queued and nothing unacked.
+    pub fn wait_drained(&self, sink: &str, limit: Duration) -> Result<(), String> {
+        let t = Instant::now();
+        while t.elapsed() < limit {
+            if let Some(s) = self.sink_status(sink) {
+                if s["queued_records"].as_u64() == Some(0) && s["oldest_unacked_age_ms"].is_null() && s["data_connections"].as_u64().unwrap_or(0) > 0 {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("realtime from {} to {sink} did not drain within {limit:?}: {:?}", self.name, self.sink_status(sink)))
+    }
+
+    /// SIGTERM and wait (graceful).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: sending SIGTERM to our own child.
+            // SAFETY: signalling our own child.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(20) {
+            while t.elapsed() < Duration::from_secs(30) {
                 if let Ok(Some(_)) = c.try_wait() {
                     return;
                 }
@@ -95,6 +199,28 @@ impl Cluster {
             let _ = c.wait();
         }
     }
+
+    /// SIGKILL (crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.spawn()
+    }
+
+    pub fn start_again(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "cluster {} is running", self.name);
+        self.spawn()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().map(|c| matches!(c.try_wait(), Ok(None))).unwrap_or(false)
+    }
 }
 
 impl Drop for Cluster {
@@ -103,8 +229,15 @@ impl Drop for Cluster {
     }
 }
 
-fn payload(i: usize, len: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(len);
+/// `extra` may carry `[repl]` keys; the base config also has a `[repl]`
+/// section, so such keys are moved under it.
+fn merge_section(extra: &str) -> String {
+    extra.to_string()
+}
+
+/// Deterministic payload for object `i`.
+pub fn payload(i: usize, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
     let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     while v.len() < len {
         x ^= x << 13;
@@ -118,9 +251,9 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
 
 /// Object sizes of the demo workload: mostly small, some spanning blocks.
 pub fn demo_size(i: usize) -> usize {
-    match i % 10 {
+    match i % 20 {
         0 => 3 << 20,
-        1 | 2 => 300 << 10,
+        1..=3 => 300 << 10,
         _ => 1000 + (i * 7919) % 30_000,
     }
 }
@@ -135,40 +268,96 @@ pub fn run(args: DemoArgs) -> i32 {
     }
 }
 
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
 fn run_inner(args: DemoArgs) -> Result<(), String> {
     let root = std::env::temp_dir().join(format!("dataplane-demo-{}", std::process::id()));
     std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
-    println!("dataplane demo: data under {}", root.display());
+    println!("dataplane demo: two clusters under {}", root.display());
     let result = (|| {
-        let mut a = Cluster::start("dc1", &root, args.base_port, args.cores)?;
-        println!("cluster dc1: S3 on {}, admin on {}", a.s3, a.admin);
-        let mut s3 = a.client();
-        let r = s3.create_bucket("demo").map_err(|e| e.to_string())?;
+        let mut o1 = ClusterOpts::new("dc1");
+        o1.cores = args.cores;
+        o1.log_level = "warn".into();
+        let mut o2 = o1.clone();
+        o2.name = "dc2".into();
+        let a = Cluster::start(&root, args.base_port, o1)?;
+        let b = Cluster::start(&root, args.base_port + PORTS_PER_CLUSTER, o2)?;
+        println!("  dc1: S3 {}  admin {}  repl {}", a.s3, a.admin, a.repl);
+        println!("  dc2: S3 {}  admin {}  repl {}", b.s3, b.admin, b.repl);
+        a.replicate_to(&b)?;
+        println!("dc1 replicates to dc2 in realtime (repl connect, realtime enable, realtime start)");
+        let mut s3a = a.client();
+        let r = s3a.create_bucket("demo").map_err(|e| e.to_string())?;
         if r.status != 200 {
             return Err(format!("create bucket: {} {}", r.status, r.text()));
         }
+        // Writer on dc1, watcher on dc2 measuring when each object arrives.
+        let n = args.objects;
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Instant)>();
+        let bs3 = b.s3;
+        let watcher = std::thread::spawn(move || -> Result<Vec<f64>, String> {
+            let mut s3b = S3Client::new(bs3, DEMO_ACCESS_KEY, DEMO_SECRET_KEY);
+            let mut lags = Vec::new();
+            while let Ok((i, written)) = rx.recv() {
+                let key = format!("obj-{i:05}");
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let r = s3b.head("demo", &key).map_err(|e| e.to_string())?;
+                    if r.status == 200 {
+                        lags.push(written.elapsed().as_secs_f64() * 1000.0);
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("{key} did not reach dc2 within 60 s"));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Ok(lags)
+        });
         let t = Instant::now();
         let mut bytes = 0;
-        for i in 0..args.objects {
+        for i in 0..n {
             let data = payload(i, demo_size(i));
-            let r = s3.put("demo", &format!("obj-{i:05}"), &data).map_err(|e| e.to_string())?;
+            let r = s3a.put("demo", &format!("obj-{i:05}"), &data).map_err(|e| e.to_string())?;
             if r.status != 200 {
                 return Err(format!("PUT obj-{i:05}: {} {}", r.status, r.text()));
             }
             bytes += data.len();
+            let _ = tx.send((i, Instant::now()));
         }
+        drop(tx);
         let secs = t.elapsed().as_secs_f64();
-        println!("wrote {} objects, {:.1} MiB in {:.2} s: {:.0} objects/s, {:.1} MiB/s", args.objects, bytes as f64 / 1048576.0, secs, args.objects as f64 / secs, bytes as f64 / 1048576.0 / secs);
-        let t = Instant::now();
-        for i in 0..args.objects {
-            let r = s3.get("demo", &format!("obj-{i:05}")).map_err(|e| e.to_string())?;
+        println!("wrote {n} objects ({:.1} MiB) to dc1 in {secs:.2} s: {:.0} objects/s, {:.1} MiB/s", bytes as f64 / 1048576.0, n as f64 / secs, bytes as f64 / 1048576.0 / secs);
+        let mut lags = watcher.join().map_err(|_| "watcher panicked".to_string())??;
+        let total = t.elapsed().as_secs_f64();
+        println!(
+            "all {n} objects visible on dc2 after {total:.2} s: replication lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            percentile(&mut lags, 0.5),
+            percentile(&mut lags, 0.99),
+            percentile(&mut lags, 1.0)
+        );
+        a.wait_drained("dc2", Duration::from_secs(60))?;
+        let mut s3b = b.client();
+        for i in 0..n {
+            let r = s3b.get("demo", &format!("obj-{i:05}")).map_err(|e| e.to_string())?;
             if r.status != 200 || r.body != payload(i, demo_size(i)) {
-                return Err(format!("GET obj-{i:05}: status {} or content differs", r.status));
+                return Err(format!("obj-{i:05} on dc2: status {} or content differs", r.status));
             }
         }
-        let secs = t.elapsed().as_secs_f64();
-        println!("read back and verified {} objects in {:.2} s: {:.1} MiB/s", args.objects, secs, bytes as f64 / 1048576.0 / secs);
-        a.stop();
+        println!("verified: every object on dc2 is byte-identical to dc1");
+        if let Some(s) = a.sink_status("dc2") {
+            println!(
+                "dc1 -> dc2: {} records / {} bytes sent and acknowledged, {} reconnects, mode {}",
+                s["records_acked"], s["bytes_acked"], s["reconnects"], s["tls_mode"].as_str().unwrap_or("?")
+            );
+        }
         Ok(())
     })();
     if !args.keep {

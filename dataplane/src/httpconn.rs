@@ -101,7 +101,40 @@ impl Conn {
     pub async fn flush(&mut self) -> io::Result<()> {
         self.stream.flush().await
     }
+
+    /// Ends the connection gracefully ("lingering close"): flushes, sends
+    /// FIN, then reads and discards whatever the client still sends, for at
+    /// most [`LINGER_MAX`] and [`LINGER_MAX_BYTES`]. Closing a socket that
+    /// still holds unread request bytes makes the kernel answer with a TCP
+    /// reset, and a client that is still sending its body then loses the
+    /// error response sent before that body was read (e.g. 403 for a bad
+    /// signature or 404 for a missing bucket on a multi-MiB PUT).
+    pub async fn close_gracefully(&mut self) {
+        if self.stream.flush().await.is_err() {
+            return;
+        }
+        if self.stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+            return;
+        }
+        let deadline = std::time::Instant::now() + LINGER_MAX;
+        let mut discarded = 0u64;
+        while discarded < LINGER_MAX_BYTES {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left < Duration::from_millis(1) || self.stream.set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match self.stream.read(&mut self.buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => discarded += n as u64,
+            }
+        }
+    }
 }
+
+/// Longest a closing connection keeps discarding what the client still sends.
+pub const LINGER_MAX: Duration = Duration::from_secs(2);
+/// Most bytes a closing connection discards before it gives up.
+pub const LINGER_MAX_BYTES: u64 = 64 << 20;
 
 enum Framing {
     Length(u64),

@@ -7,33 +7,12 @@
 //! dataplane repl ...
 //! ```
 
-// The S3 protocol helpers are a complete toolbox; not every helper is used
-// by the server yet.
-#[allow(dead_code)]
-mod s3;
-
-mod admin;
-mod client;
-mod config;
-mod demo;
-mod hlc;
-mod httpconn;
-mod metrics;
-mod model;
-mod objects;
-mod repl;
-mod runtime;
-mod s3api;
-
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-
-/// Per-core state of subsystems that live beside the partitions.
-#[derive(Default)]
-pub struct CoreExt {}
+use dataplane::{admin, client, config, demo, objects, repl, runtime, s3api};
 
 #[derive(Parser)]
 #[command(name = "dataplane", version, about = "Replicated object store with an S3 API and multi-datacenter replication")]

@@ -235,7 +235,45 @@ pub fn read_manifest(part: &Partition, mk: &[u8]) -> S3Result<Option<Manifest>> 
 }
 
 /// Reads one block (checked against its crc) on the core that owns it.
+/// A block this cluster does not have (its manifest arrived by replication,
+/// the block did not, or not yet) is fetched from the cluster that sent the
+/// manifest (proxy_get), stored, and returned.
 pub async fn read_block(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<SendRecord>> {
+    match read_block_local(c, key.clone()).await? {
+        Some(r) => Ok(Some(r)),
+        None => proxy_block(c, key).await,
+    }
+}
+
+/// The cluster a replicated object came from (the last hop before us).
+async fn object_source(c: &Rc<Core>, block: &[u8]) -> Option<u64> {
+    let (bucket, key, _, _) = parse_block_key(block)?;
+    let p = object_partition(&bucket, &key, c.node.ring);
+    let mk = manifest_key(&bucket, &key);
+    let me = c.node.cluster_id;
+    c.on_partition(p, move |cc| {
+        Box::pin(async move {
+            let r = cc.part(p).read(&mk, false).ok().flatten()?;
+            let routed = decode_routed(r.meta());
+            let i = routed.iter().position(|&x| x == me)?;
+            (i > 0).then(|| routed[i - 1])
+        })
+    })
+    .await
+}
+
+async fn proxy_block(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<SendRecord>> {
+    let Some(source) = object_source(c, &key).await else { return Ok(None) };
+    match crate::repl::proxy::fetch(c, source, vec![key]).await {
+        Ok(mut v) => Ok(v.pop().flatten()),
+        Err(e) => Err(S3Error::new(
+            S3ErrorCode::ServiceUnavailable,
+            format!("this object's data has not reached this cluster yet and cannot be fetched from its source: {e}; retry later"),
+        )),
+    }
+}
+
+async fn read_block_local(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<SendRecord>> {
     let p = block_partition(&key, c.node.ring);
     c.on_partition(p, move |cc| {
         Box::pin(async move {
@@ -827,4 +865,52 @@ pub async fn abort_upload(c: &Rc<Core>, bucket: &str, key: &str, upload: &Uid) -
         })
     })
     .await
+}
+
+// -------------------------------------------------------------- replication
+
+/// Applies a record received from another cluster, on the core that owns
+/// partition `p` (last writer wins). Does not wait for durability: the
+/// caller waits once per partition for a whole batch. Returns the LSN
+/// appended, or None when the local copy is as new or newer.
+///
+/// With `repair`, a local record with the same version but other content
+/// (a damaged copy) is replaced too: fullsync uses it.
+pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &[u8], routed: &[u64], value: &[u8], repair: bool) -> S3Result<Option<u64>> {
+    let part = cc.part(p).clone();
+    let meta = encode_meta(routed, key.len());
+    let v = [value];
+    let mode = match (repair, part.get(key)) {
+        (true, Some(e)) if e.version == h.version && e.vhash != h.vhash => PutMode::Always,
+        _ => PutMode::IfNewer,
+    };
+    let out = part.append(&rec(h.kind, h.flags, key, &meta, &v, h.version, h.vhash), mode).await.map_err(storage_err)?;
+    let is_object = key.first() == Some(&NS_MANIFEST);
+    let ids = if is_object { split_object_id(&key[1..]).map(|(b, k)| (b.to_string(), k.to_string())) } else { None };
+    match out {
+        AppendOutcome::Applied { lsn, replaced } => {
+            if let (Some((b, k)), Some(e)) = (&ids, replaced) {
+                let old = part.read_entry(key, &e, false).ok().filter(|r| r.header.kind == Kind::Manifest).and_then(|r| Manifest::decode(r.value()).ok());
+                if let Some(old) = old {
+                    let uids = uids_of(&old);
+                    if !uids.is_empty() {
+                        after_commit(cc, p, b, k, Some(lsn), uids, Vec::new()).await;
+                    }
+                }
+            }
+            Ok(Some(lsn))
+        }
+        AppendOutcome::Stale { .. } => {
+            // A manifest that lost: the blocks that came with it are garbage.
+            if let (Some((b, k)), Kind::Manifest) = (&ids, h.kind) {
+                if let Ok(m) = Manifest::decode(value) {
+                    let uids = uids_of(&m);
+                    if !uids.is_empty() {
+                        after_commit(cc, p, b, k, None, uids, Vec::new()).await;
+                    }
+                }
+            }
+            Ok(None)
+        }
+    }
 }

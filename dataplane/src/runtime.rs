@@ -37,6 +37,7 @@ pub struct Node {
     pub started_ms: u64,
     pub shutting_down: AtomicBool,
     pub data_dir: PathBuf,
+    pub repl: Arc<crate::repl::Shared>,
 }
 
 impl Node {
@@ -225,6 +226,7 @@ pub fn start(cfg: Config, on_start: StartHook) -> Result<Running, String> {
     let dir = StoreDir::open(&cfg.node.data_dir).map_err(|e| e.to_string())?;
     let (cluster_id, cluster_name) =
         cluster_identity(dir.path(), &cfg.cluster.name).map_err(|e| format!("cluster identity in {}: {e}", dir.path().display()))?;
+    let repl = Arc::new(crate::repl::Shared::load(dir.path())?);
     let cores = cfg.cores();
     let mut senders = Vec::new();
     let mut receivers = Vec::new();
@@ -244,6 +246,7 @@ pub fn start(cfg: Config, on_start: StartHook) -> Result<Running, String> {
         started_ms: storage::now_ms(),
         shutting_down: AtomicBool::new(false),
         data_dir: dir.path().to_path_buf(),
+        repl,
         cfg,
     });
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);

@@ -117,7 +117,9 @@ async fn connection(core: Rc<Core>, mut conn: Conn) {
             Err(ReadHeadError::Bad(err)) => {
                 core.metrics.bad_requests.fetch_add(1, Ordering::Relaxed);
                 let id = request_id(&core);
-                let _ = send_error(&mut conn, &err, &id, After::Close).await;
+                if send_error(&mut conn, &err, &id, After::Close).await.is_ok() {
+                    conn.close_gracefully().await;
+                }
                 return;
             }
         };
@@ -125,7 +127,12 @@ async fn connection(core: Rc<Core>, mut conn: Conn) {
         let id = request_id(&core);
         let (op, status, after) = handle(&core, &mut conn, head, id).await;
         core.metrics.request(op, status, started.elapsed().as_secs_f64());
-        if after == After::Close || core.stopping.get() {
+        if after == After::Close {
+            // The request body may be partly unread: close without a reset.
+            conn.close_gracefully().await;
+            return;
+        }
+        if core.stopping.get() {
             let _ = conn.flush().await;
             return;
         }
@@ -431,9 +438,12 @@ struct Page {
 }
 
 /// Builds one listing page: keys after `cursor` with `prefix`, grouped by
-/// `delimiter`, at most `max` entries (keys plus common prefixes).
+/// `delimiter`, at most `max` entries (keys plus common prefixes). Like S3,
+/// a common prefix that does not sort after `cursor` (a v1 NextMarker or
+/// start-after naming it, or a key inside it) is not returned again.
 async fn list_page(core: &Rc<Core>, bucket: &str, prefix: &str, delimiter: &str, cursor: &[u8], max: usize) -> Page {
     let mut page = Page { contents: Vec::new(), prefixes: Vec::new(), truncated: false, next: None };
+    let marker = cursor.to_vec();
     let mut cursor = cursor.to_vec();
     if max == 0 {
         return page;
@@ -459,7 +469,9 @@ async fn list_page(core: &Rc<Core>, bucket: &str, prefix: &str, delimiter: &str,
                     // occurs in UTF-8, so cp ‖ 0xFF sorts after all of them.
                     cursor = cp.as_bytes().to_vec();
                     cursor.push(0xFF);
-                    page.prefixes.push(cp);
+                    if cp.as_bytes() > &marker[..] {
+                        page.prefixes.push(cp);
+                    }
                     refetch = true;
                     break;
                 }

@@ -107,10 +107,15 @@ impl RealtimeSource {
     }
 
     /// Records a batch being sent and returns its frame body. `upto_lsn` is
-    /// the log position the batch covers (records skipped included).
+    /// the log position the batch covers (records skipped included). A
+    /// *carrier* batch (`upto_lsn == after`, records > 0) carries only
+    /// blocks of a manifest too big for one batch; it moves no cursor.
     pub fn batch(&mut self, partition: u32, upto_lsn: u64, records: u32, bytes: usize, now_ms: u64) -> Batch {
         let after = *self.sent.get(&partition).expect("batch for a partition of this connection");
-        assert!(upto_lsn > after, "batch must move forward: partition {partition} upto {upto_lsn} after {after}");
+        assert!(
+            upto_lsn > after || (upto_lsn == after && records > 0),
+            "batch must move forward or carry records: partition {partition} upto {upto_lsn} after {after}"
+        );
         assert!(records as usize <= crate::MAX_RECORDS_PER_BATCH);
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -134,21 +139,23 @@ impl RealtimeSource {
                         a.partition, a.upto_lsn, sent
                     )));
                 }
-                let acked = self.acked.get_mut(&a.partition).unwrap();
-                if a.upto_lsn <= *acked {
-                    // A duplicate or stale ack: nothing new.
-                    return Ok(Vec::new());
-                }
-                *acked = a.upto_lsn;
+                // Acks are cumulative per partition: they free every batch of
+                // the partition sent up to this one (carriers included).
                 let mut freed = 0;
                 self.inflight.retain(|b| {
-                    let done = b.partition == a.partition && b.upto_lsn <= a.upto_lsn;
+                    let done = b.partition == a.partition && b.upto_lsn <= a.upto_lsn && b.seq <= a.seq;
                     if done {
                         freed += b.bytes;
                     }
                     !done
                 });
                 self.inflight_bytes -= freed;
+                let acked = self.acked.get_mut(&a.partition).unwrap();
+                if a.upto_lsn <= *acked {
+                    // A duplicate, stale or carrier ack: the cursor does not move.
+                    return Ok(Vec::new());
+                }
+                *acked = a.upto_lsn;
                 Ok(vec![SourceEvent::Acked { partition: a.partition, upto_lsn: a.upto_lsn }])
             }
             Msg::Heartbeat(_) => Ok(Vec::new()),
@@ -203,7 +210,8 @@ impl RealtimeSink {
         let Some(&applied) = self.applied.get(&b.partition) else {
             return Err(ProtoError::new(format!("batch for partition {} which this connection does not carry", b.partition)));
         };
-        if b.upto_lsn <= b.after_lsn {
+        let carrier = b.upto_lsn == b.after_lsn && b.records > 0;
+        if b.upto_lsn < b.after_lsn || (b.upto_lsn == b.after_lsn && !carrier) {
             return Err(ProtoError::new(format!("batch {} of partition {} covers an empty range ({}..{}]", b.seq, b.partition, b.after_lsn, b.upto_lsn)));
         }
         if b.after_lsn > applied {
@@ -212,7 +220,7 @@ impl RealtimeSink {
                 b.partition, b.seq, b.after_lsn, applied
             )));
         }
-        if b.upto_lsn <= applied {
+        if !carrier && b.upto_lsn <= applied {
             return Ok(BatchPlan::AckNow(Ack { partition: b.partition, upto_lsn: b.upto_lsn, seq: b.seq }));
         }
         Ok(BatchPlan::Apply { skip_through: applied })
@@ -503,6 +511,22 @@ mod tests {
         assert!(!src.can_send(1));
         src.on_msg(&Msg::Ack(Ack { partition: 1, upto_lsn: 5, seq: 1 }), 1).unwrap();
         assert!(src.can_send(4000));
+    }
+
+    #[test]
+    fn carrier_batches_free_the_window_without_moving_cursors() {
+        let mut src = RealtimeSource::new(cfg(), &[(1, 10)], 0);
+        let carrier = src.batch(1, 10, 4, 3000, 0);
+        assert_eq!((carrier.after_lsn, carrier.upto_lsn), (10, 10));
+        let mut snk = RealtimeSink::new(&[(1, 10)], 100, 1000, 0);
+        assert_eq!(snk.on_batch(&carrier, 0).unwrap(), BatchPlan::Apply { skip_through: 10 });
+        let ack = snk.batch_applied(&carrier, 0);
+        assert!(src.on_msg(&Msg::Ack(ack), 1).unwrap().is_empty(), "a carrier moves no cursor");
+        assert_eq!(src.inflight_bytes(), 0, "but frees the window");
+        let last = src.batch(1, 12, 1, 100, 1);
+        assert_eq!(snk.on_batch(&last, 1).unwrap(), BatchPlan::Apply { skip_through: 10 });
+        let ack = snk.batch_applied(&last, 1);
+        assert_eq!(src.on_msg(&Msg::Ack(ack), 2).unwrap(), vec![SourceEvent::Acked { partition: 1, upto_lsn: 12 }]);
     }
 
     #[test]

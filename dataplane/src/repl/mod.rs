@@ -1,11 +1,242 @@
-//! Multi-datacenter replication: cluster manager, realtime, fullsync, proxy_get.
+//! Multi-datacenter replication: cluster manager connections, realtime
+//! streaming from log cursors, fullsync, proxy_get.
+//!
+//! A cluster that runs `repl connect HOST:PORT` is a *source* for the
+//! cluster at HOST:PORT, its *sink*. The source opens the control connection
+//! (hello, heartbeats, proxy_get requests flowing back from the sink) and,
+//! per core, data connections to the sink cores that own the same
+//! partitions.
 
 pub mod admin;
+pub mod apply;
 pub mod cli;
+pub mod cm;
+pub mod fullsync;
+pub mod net;
+pub mod proxy;
+pub mod realtime;
+pub mod tls;
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
 
 use crate::runtime::Core;
 
+pub const STATE_FILE: &str = "repl.json";
+
+/// Realtime state of one sink, as the operator set it.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RtState {
+    /// No cursors: nothing is queued for the sink.
+    Disabled,
+    /// Cursors exist and writes queue up, but nothing is sent.
+    Stopped,
+    /// Streaming.
+    Started,
+}
+
+/// What the source remembers about one sink (persisted in repl.json).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SinkCfg {
+    pub name: String,
+    pub cluster_id: u64,
+    pub addr: String,
+    pub realtime: RtState,
+    pub proxy_get: bool,
+    pub fullsync_enabled: bool,
+    /// Minutes between fullsyncs (None: repl.fullsync_interval_min).
+    pub fullsync_interval_min: Option<u64>,
+    /// Realtime dropped its cursors (retention limit): a fullsync is due.
+    pub dirty: bool,
+    pub dirty_since_ms: u64,
+    #[serde(default)]
+    pub fullsync: fullsync::Progress,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Persisted {
+    /// Sinks by cluster id (hex).
+    pub sinks: BTreeMap<String, SinkCfg>,
+}
+
+/// Counters of one sink, summed over cores.
+#[derive(Default, Debug)]
+pub struct SinkStats {
+    pub records_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub records_acked: AtomicU64,
+    pub bytes_acked: AtomicU64,
+    pub batches_sent: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub data_connections: AtomicU64,
+    pub cm_reconnects: AtomicU64,
+    pub retention_drops: AtomicU64,
+    pub proxy_get_served: AtomicU64,
+}
+
+/// A sink as the cluster manager last saw it.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    pub hello: wire::Hello,
+    pub version: u16,
+    pub connected: bool,
+    pub mode: &'static str,
+    pub since_ms: u64,
+    pub last_error: String,
+}
+
+/// Replication state shared by all cores of the node.
+pub struct Shared {
+    path: PathBuf,
+    pub persisted: Mutex<Persisted>,
+    /// Sinks we connected to (source side), by cluster id.
+    pub peers: Mutex<BTreeMap<u64, PeerInfo>>,
+    pub stats: Mutex<BTreeMap<u64, Arc<SinkStats>>>,
+    /// Sources connected to us (sink side), by cluster id.
+    pub sources: Mutex<BTreeMap<u64, SourceInfo>>,
+    /// Sink side: highest LSN applied per (source cluster, partition).
+    pub applied: Mutex<HashMap<(u64, u32), u64>>,
+    pub proxy: proxy::Hub,
+    /// Bumped whenever the sink configuration changes.
+    pub generation: AtomicU64,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourceInfo {
+    pub name: String,
+    pub connected: bool,
+    pub mode: &'static str,
+    pub since_ms: u64,
+    pub records_applied: u64,
+    pub bytes_applied: u64,
+}
+
+impl Shared {
+    pub fn load(data_dir: &Path) -> Result<Shared, String> {
+        let path = data_dir.join(STATE_FILE);
+        let persisted = match std::fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}; fix or remove the file (replication settings are kept there)", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        Ok(Shared {
+            path,
+            persisted: Mutex::new(persisted),
+            peers: Mutex::new(BTreeMap::new()),
+            stats: Mutex::new(BTreeMap::new()),
+            sources: Mutex::new(BTreeMap::new()),
+            applied: Mutex::new(HashMap::new()),
+            proxy: proxy::Hub::default(),
+            generation: AtomicU64::new(1),
+        })
+    }
+
+    /// Writes repl.json atomically (blocking; small file).
+    pub fn save(&self) -> Result<(), String> {
+        let bytes = serde_json::to_vec_pretty(&*self.persisted.lock().unwrap()).unwrap();
+        let tmp = self.path.with_extension("json.tmp");
+        (|| -> std::io::Result<()> {
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            std::fs::File::open(self.path.parent().unwrap())?.sync_all()
+        })()
+        .map_err(|e| format!("saving {}: {e}", self.path.display()))?;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub fn sinks(&self) -> Vec<SinkCfg> {
+        self.persisted.lock().unwrap().sinks.values().cloned().collect()
+    }
+
+    pub fn sink(&self, id: u64) -> Option<SinkCfg> {
+        self.persisted.lock().unwrap().sinks.get(&format!("{id:016x}")).cloned()
+    }
+
+    /// Finds a sink by name or cluster id (hex).
+    pub fn find_sink(&self, name: &str) -> Option<SinkCfg> {
+        let p = self.persisted.lock().unwrap();
+        p.sinks.values().find(|s| s.name == name || format!("{:016x}", s.cluster_id) == name).cloned()
+    }
+
+    pub fn update_sink(&self, id: u64, f: impl FnOnce(&mut SinkCfg)) -> Result<(), String> {
+        {
+            let mut p = self.persisted.lock().unwrap();
+            let s = p.sinks.get_mut(&format!("{id:016x}")).ok_or_else(|| format!("no sink with cluster id {id:016x}"))?;
+            f(s);
+        }
+        self.save()
+    }
+
+    pub fn stats_for(&self, id: u64) -> Arc<SinkStats> {
+        self.stats.lock().unwrap().entry(id).or_default().clone()
+    }
+}
+
+/// Name of the storage cursor that queues records for a sink.
+pub fn cursor_name(sink_id: u64) -> String {
+    format!("rt-{sink_id:016x}")
+}
+
+/// Per-core replication state (lives in `CoreExt`).
+#[derive(Default)]
+pub struct CoreRepl {
+    /// Source side: running realtime connections, by (sink, sink core).
+    pub rt_conns: RefCell<BTreeMap<(u64, usize), realtime::ConnHandle>>,
+    /// Source side: per sink, send time of the oldest unacked batch.
+    pub oldest_unacked_ms: RefCell<BTreeMap<u64, u64>>,
+    /// Fullsync workers running on this core.
+    pub fs: RefCell<fullsync::CoreFs>,
+}
+
 /// Starts this core's replication tasks.
-pub fn start_core(_c: &Rc<Core>) {}
+pub fn start_core(c: &Rc<Core>) {
+    if c.id == 0 {
+        glommio::spawn_local(cm::listen(c.clone())).detach();
+        glommio::spawn_local(cm::supervise(c.clone())).detach();
+        glommio::spawn_local(fullsync::coordinate(c.clone())).detach();
+        glommio::spawn_local(admin::monitor(c.clone())).detach();
+    }
+    glommio::spawn_local(realtime::listen(c.clone())).detach();
+    glommio::spawn_local(realtime::supervise(c.clone())).detach();
+}
+
+/// Data address of `core` for a node whose cluster manager is at `base`.
+pub fn data_addr(base: std::net::SocketAddr, core: usize) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(base.ip(), base.port() + 1 + core as u16)
+}
+
+/// The address peers should use to reach this node's cluster manager.
+pub fn advertised(c: &Core) -> std::net::SocketAddr {
+    c.node.cfg.repl.advertise.unwrap_or(c.node.cfg.repl.listen)
+}
+
+/// This node's hello.
+pub fn local_hello(c: &Core, role: u8) -> wire::Hello {
+    let adv = advertised(c);
+    let adv = if adv.ip().is_unspecified() { std::net::SocketAddr::new([127, 0, 0, 1].into(), adv.port()) } else { adv };
+    wire::Hello {
+        cluster_name: c.node.cluster_name(),
+        cluster_id: c.node.cluster_id,
+        versions: wire::PROTOCOL_VERSIONS.to_vec(),
+        ring_size: c.node.ring,
+        n_val: 1,
+        tls_required: c.node.cfg.tls.required,
+        node_addr: adv.to_string(),
+        core_addrs: (0..c.node.cores).map(|i| data_addr(adv, i).to_string()).collect(),
+        tree_segments: c.node.cfg.storage.tree_segments,
+        role,
+    }
+}
+
+pub fn now_ms() -> u64 {
+    storage::now_ms()
+}

@@ -1,0 +1,130 @@
+//! Applying records received from another cluster (realtime batches,
+//! fullsync pushes, proxy_get answers).
+//!
+//! Records arrive as stored at the source (header, key, meta, value), each
+//! checked against its own crc. Blocks travel just ahead of the manifest
+//! that uses them and are written first, so a manifest never lands before
+//! its blocks. Every applied record gets this cluster added to its routing
+//! list; a record that already passed through here is dropped (no loops).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use storage::{Header, Kind};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::model::{decode_routed, partition_of, MAX_ROUTED_CLUSTERS};
+use crate::objects;
+use crate::runtime::Core;
+
+/// Parses `count` records laid out back to back (16-byte aligned), checking
+/// each one's crc.
+pub fn parse_payload(payload: &[u8], count: u32) -> Result<Vec<(usize, Header)>, String> {
+    let mut out = Vec::with_capacity(count as usize);
+    let mut off = 0usize;
+    for i in 0..count {
+        let h = Header::parse_verified(payload.get(off..).unwrap_or(&[])).map_err(|e| format!("record {i} of the payload at byte {off}: {e}"))?;
+        if h.kind.is_internal() || h.kind == Kind::Expunge || h.kind == Kind::Local {
+            return Err(format!("record {i} of the payload has kind {:?}, which never replicates", h.kind));
+        }
+        if h.key_len == 0 {
+            return Err(format!("record {i} of the payload has an empty key"));
+        }
+        out.push((off, h));
+        off += h.padded_len();
+    }
+    if off != payload.len() {
+        return Err(format!("payload has {} bytes after its {count} records", payload.len().saturating_sub(off)));
+    }
+    Ok(out)
+}
+
+#[derive(Default, Debug, Clone, Copy)]
+pub struct Applied {
+    pub records: u64,
+    pub bytes: u64,
+}
+
+/// Applies one record on its owner core and, when `settle`, waits for it.
+async fn apply_on_owner(c: &Rc<Core>, payload: Arc<Vec<u8>>, off: usize, h: Header, routed: Vec<u64>, repair: bool, settle: bool) -> Result<Option<(u32, u64)>, String> {
+    let bytes = &payload[off..off + h.len as usize];
+    let key = &bytes[h.key_range()];
+    let p = partition_of(xxh3_64(&key[1..]), c.node.ring);
+    let core = c.node.owner(p);
+    let run = move |cc: Rc<Core>| -> crate::runtime::LocalFuture<Result<Option<(u32, u64)>, String>> {
+        Box::pin(async move {
+            let bytes = &payload[off..off + h.len as usize];
+            let key = &bytes[h.key_range()];
+            let value = &bytes[h.value_range()];
+            let lsn = objects::apply_replicated(&cc, p, &h, key, &routed, value, repair).await.map_err(|e| e.message)?;
+            if let (Some(lsn), true) = (lsn, settle) {
+                objects::settle(cc.part(p), lsn).await.map_err(|e| e.to_string())?;
+            }
+            Ok(lsn.map(|l| (p, l)))
+        })
+    };
+    c.call(core, run).await
+}
+
+/// Applies records in order. Non-block records with an LSN up to
+/// `skip_through` were applied before and are skipped. Returns once every
+/// applied record is durable (as the sync mode defines it).
+pub async fn apply_records(
+    c: &Rc<Core>,
+    source: u64,
+    payload: Arc<Vec<u8>>,
+    recs: Vec<(usize, Header)>,
+    skip_through: Option<u64>,
+    repair: bool,
+) -> Result<Applied, String> {
+    let me = c.node.cluster_id;
+    let mut stats = Applied::default();
+    let mut local_waits: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut blocks: Vec<glommio::Task<Result<Option<(u32, u64)>, String>>> = Vec::new();
+    for (off, h) in recs {
+        let bytes = &payload[off..off + h.len as usize];
+        let mut routed = decode_routed(&bytes[h.meta_range()]);
+        if routed.contains(&me) {
+            continue;
+        }
+        if routed.len() >= MAX_ROUTED_CLUSTERS {
+            log::warn!("dropping a record from cluster {source:016x} that passed through {} clusters already", routed.len());
+            continue;
+        }
+        routed.push(me);
+        c.node.hlc.observe(h.version.hlc);
+        stats.records += 1;
+        stats.bytes += h.len as u64;
+        if h.kind == Kind::Block {
+            // Blocks go to their own cores, in parallel, durable before the
+            // manifest that follows them is written.
+            let (c2, pl) = (c.clone(), payload.clone());
+            blocks.push(glommio::spawn_local(async move { apply_on_owner(&c2, pl, off, h, routed, repair, true).await }));
+            continue;
+        }
+        if skip_through.map(|s| h.lsn <= s).unwrap_or(false) {
+            continue;
+        }
+        for t in blocks.drain(..) {
+            t.await?;
+        }
+        let key = &bytes[h.key_range()];
+        let p = partition_of(xxh3_64(&key[1..]), c.node.ring);
+        if c.node.owner(p) == c.id {
+            let value = &bytes[h.value_range()];
+            if let Some(lsn) = objects::apply_replicated(c, p, &h, key, &routed, value, repair).await.map_err(|e| e.message)? {
+                local_waits.insert(p, lsn);
+            }
+        } else {
+            apply_on_owner(c, payload.clone(), off, h, routed, repair, true).await?;
+        }
+    }
+    for t in blocks {
+        t.await?;
+    }
+    for (p, lsn) in local_waits {
+        objects::settle(c.part(p), lsn).await.map_err(|e| e.to_string())?;
+    }
+    Ok(stats)
+}

@@ -1,0 +1,244 @@
+//! Frame I/O on glommio sockets. Reads are cancel-safe (every await is one
+//! read into buffers that persist in the connection), so a read can race a
+//! timer; writes run to completion and send payload slices straight from
+//! where they live (mmap'd log, write buffers) with writev.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::io::AsRawFd;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use wire::{FrameError, FrameHeader, Msg, HEADER_BYTES};
+
+use crate::repl::tls::Transport;
+
+/// Bytes read from a socket at a time (headers and bodies).
+const READ_CHUNK_BYTES: usize = 256 << 10;
+/// iovecs per writev call.
+const MAX_IOVECS: usize = 512;
+/// Zero padding for records in payloads.
+pub static ZEROS: [u8; 16] = [0; 16];
+
+#[derive(Debug)]
+pub enum ConnError {
+    Io(io::Error),
+    Frame(FrameError),
+    Closed,
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Io(e) => write!(f, "{e}"),
+            ConnError::Frame(e) => write!(f, "protocol error: {e}"),
+            ConnError::Closed => write!(f, "connection closed by the peer"),
+        }
+    }
+}
+
+impl From<io::Error> for ConnError {
+    fn from(e: io::Error) -> Self {
+        ConnError::Io(e)
+    }
+}
+
+enum ReadState {
+    Header,
+    Body { h: FrameHeader },
+    Payload { msg: Msg, filled: usize },
+}
+
+/// A framed connection.
+pub struct FrameConn {
+    pub t: Transport,
+    pub peer: SocketAddr,
+    buf: Vec<u8>,
+    len: usize,
+    state: ReadState,
+    /// Payload being read straight into its own buffer.
+    payload: Vec<u8>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Protocol version agreed on this connection.
+    pub version: u16,
+}
+
+impl FrameConn {
+    pub fn new(t: Transport, peer: SocketAddr) -> FrameConn {
+        FrameConn {
+            t,
+            peer,
+            buf: vec![0; READ_CHUNK_BYTES],
+            len: 0,
+            state: ReadState::Header,
+            payload: Vec::new(),
+            bytes_in: 0,
+            bytes_out: 0,
+            version: *wire::PROTOCOL_VERSIONS.last().unwrap(),
+        }
+    }
+
+    pub fn mode(&self) -> &'static str {
+        self.t.mode()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+
+    /// Reads the next frame (message and payload). Cancel-safe: the only
+    /// await is a single read whose bytes are recorded before anything else.
+    pub async fn read_frame(&mut self) -> Result<(Msg, Vec<u8>), ConnError> {
+        loop {
+            match &mut self.state {
+                ReadState::Header => {
+                    if self.len >= HEADER_BYTES {
+                        let h = FrameHeader::parse(self.buf[..HEADER_BYTES].try_into().unwrap()).map_err(ConnError::Frame)?;
+                        let need = HEADER_BYTES + h.body_len as usize;
+                        if self.buf.len() < need {
+                            self.buf.resize(need, 0);
+                        }
+                        self.state = ReadState::Body { h };
+                        continue;
+                    }
+                }
+                ReadState::Body { h } => {
+                    let h = *h;
+                    let body_end = HEADER_BYTES + h.body_len as usize;
+                    if self.len >= body_end {
+                        let msg = wire::frame::decode_body(&h, &self.buf[HEADER_BYTES..body_end]).map_err(ConnError::Frame)?;
+                        self.consume(body_end);
+                        self.bytes_in += body_end as u64;
+                        let plen = h.payload_len as usize;
+                        if plen == 0 {
+                            self.state = ReadState::Header;
+                            return Ok((msg, Vec::new()));
+                        }
+                        self.payload = vec![0; plen];
+                        let have = self.len.min(plen);
+                        self.payload[..have].copy_from_slice(&self.buf[..have]);
+                        self.consume(have);
+                        self.state = ReadState::Payload { msg, filled: have };
+                        continue;
+                    }
+                }
+                ReadState::Payload { filled, .. } => {
+                    if *filled == self.payload.len() {
+                        self.bytes_in += self.payload.len() as u64;
+                        let ReadState::Payload { msg, .. } = std::mem::replace(&mut self.state, ReadState::Header) else { unreachable!() };
+                        return Ok((msg, std::mem::take(&mut self.payload)));
+                    }
+                    let at = *filled;
+                    let n = self.t.read(&mut self.payload[at..]).await?;
+                    if n == 0 {
+                        return Err(ConnError::Closed);
+                    }
+                    if let ReadState::Payload { filled, .. } = &mut self.state {
+                        *filled += n;
+                    }
+                    continue;
+                }
+            }
+            if self.len == self.buf.len() {
+                let n = self.buf.len() * 2;
+                self.buf.resize(n, 0);
+            }
+            let n = self.t.read(&mut self.buf[self.len..]).await?;
+            if n == 0 {
+                return Err(ConnError::Closed);
+            }
+            self.len += n;
+        }
+    }
+
+    /// Sends one frame: header and body, then the payload slices.
+    pub async fn write_frame(&mut self, msg: &Msg, payload: &[&[u8]]) -> io::Result<()> {
+        let plen: usize = payload.iter().map(|p| p.len()).sum();
+        let head = wire::frame::encode(msg, plen, self.version);
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(1 + payload.len());
+        slices.push(&head);
+        slices.extend(payload.iter().filter(|p| !p.is_empty()));
+        self.t.write_all_vectored(&slices).await?;
+        self.bytes_out += (head.len() + plen) as u64;
+        Ok(())
+    }
+
+    pub async fn close(&mut self) {
+        self.t.close().await;
+    }
+}
+
+/// Writes every slice, using writev on the socket; when the socket is full,
+/// waits for it through glommio (a plain write of the next slice).
+pub async fn write_all_vectored_plain(s: &mut TcpStream, slices: &[&[u8]]) -> io::Result<()> {
+    let fd = s.as_raw_fd();
+    let mut idx = 0;
+    let mut off = 0;
+    while idx < slices.len() {
+        let mut iov: Vec<libc::iovec> = Vec::with_capacity(MAX_IOVECS.min(slices.len() - idx));
+        for (i, sl) in slices[idx..].iter().take(MAX_IOVECS).enumerate() {
+            let start = if i == 0 { off } else { 0 };
+            iov.push(libc::iovec { iov_base: sl[start..].as_ptr() as *mut libc::c_void, iov_len: sl.len() - start });
+        }
+        // SAFETY: the iovecs point into slices that outlive the call.
+        let r = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) };
+        let mut n = if r >= 0 {
+            r as usize
+        } else {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::WouldBlock && e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e);
+            }
+            // Full: let glommio wait until writable and take what it can.
+            s.write(&slices[idx][off..]).await?
+        };
+        while n > 0 && idx < slices.len() {
+            let left = slices[idx].len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Connects with a timeout and the socket options replication wants.
+pub async fn connect(addr: &str, timeout: Duration) -> io::Result<(TcpStream, SocketAddr)> {
+    use std::net::ToSocketAddrs;
+    let sa = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve {addr}")))?;
+    let s = TcpStream::connect_timeout(sa, timeout).await.map_err(io::Error::from)?;
+    tune(&s);
+    Ok((s, sa))
+}
+
+/// Socket options for replication streams.
+pub fn tune(s: &TcpStream) {
+    let _ = s.set_nodelay(true);
+    let fd = s.as_raw_fd();
+    let big: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt on a valid socket fd with a c_int value.
+    unsafe {
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &big as *const _ as *const libc::c_void, 4);
+        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &big as *const _ as *const libc::c_void, 4);
+    }
+}
+
+/// Reads exactly `buf.len()` bytes.
+pub async fn read_exact(s: &mut TcpStream, buf: &mut [u8]) -> io::Result<()> {
+    s.read_exact(buf).await
+}
+
+pub async fn write_all(s: &mut TcpStream, buf: &[u8]) -> io::Result<()> {
+    s.write_all(buf).await
+}

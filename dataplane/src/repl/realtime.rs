@@ -1,0 +1,540 @@
+//! Realtime replication over data connections.
+//!
+//! Source: every core streams its partitions to the sink core that owns the
+//! same partitions (`p % sink_cores`), reading its log from the sink's
+//! cursor. Records go in batches bounded by bytes and count; a byte window
+//! of unacknowledged batches keeps a long link full; each cumulative ack
+//! advances the durable cursor. Blocks never travel in their own
+//! partition's stream: they go just ahead of the manifest that uses them.
+//!
+//! Sink: a listener per core takes the data connections of the partitions
+//! it owns, applies each batch (newer wins) and acks once it is durable.
+
+use std::cell::Cell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use storage::{Kind, LsnIter, RecordView, SendRecord, FLAG_REPLICATE};
+use wire::cm::LiveAction;
+use wire::realtime::{BatchPlan, RealtimeSink, RealtimeSource, SourceConfig, SourceEvent};
+use wire::{DataHello, DataHelloReply, Msg, PURPOSE_FULLSYNC, PURPOSE_REALTIME};
+
+use super::net::{self, ConnError, FrameConn, ZEROS};
+use super::{cursor_name, data_addr, now_ms, RtState};
+use crate::config::Cascades;
+use crate::model::{decode_routed, Manifest};
+use crate::runtime::Core;
+
+/// How often the supervisor reconciles connections with the configuration.
+const SUPERVISE_MS: u64 = 200;
+/// Tick of the sink's loop (heartbeats, dead peers).
+const SINK_TICK_MS: u64 = 200;
+
+pub struct ConnHandle {
+    pub stop: Rc<Cell<bool>>,
+}
+
+// ------------------------------------------------------------------ source
+
+pub async fn supervise(c: Rc<Core>) {
+    loop {
+        if c.stopping.get() {
+            for (_, h) in c.ext.repl.rt_conns.borrow().iter() {
+                h.stop.set(true);
+            }
+            return;
+        }
+        let shared = c.node.repl.clone();
+        let mut desired: BTreeSet<(u64, usize)> = BTreeSet::new();
+        let peers = shared.peers.lock().unwrap().clone();
+        for s in shared.sinks() {
+            if s.realtime != RtState::Started {
+                continue;
+            }
+            let Some(peer) = peers.get(&s.cluster_id) else { continue };
+            let peer_cores = peer.hello.core_addrs.len().max(1);
+            for p in c.parts.keys() {
+                desired.insert((s.cluster_id, *p as usize % peer_cores));
+            }
+        }
+        let running: Vec<(u64, usize)> = c.ext.repl.rt_conns.borrow().keys().copied().collect();
+        for key in running {
+            if !desired.contains(&key) {
+                if let Some(h) = c.ext.repl.rt_conns.borrow_mut().remove(&key) {
+                    h.stop.set(true);
+                }
+            }
+        }
+        for key in desired {
+            if c.ext.repl.rt_conns.borrow().contains_key(&key) {
+                continue;
+            }
+            let stop = Rc::new(Cell::new(false));
+            c.ext.repl.rt_conns.borrow_mut().insert(key, ConnHandle { stop: stop.clone() });
+            let c2 = c.clone();
+            glommio::spawn_local(async move {
+                run_source_conn(&c2, key.0, key.1, stop).await;
+            })
+            .detach();
+        }
+        futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(SUPERVISE_MS)), c.stopped()).await;
+    }
+}
+
+async fn run_source_conn(c: &Rc<Core>, sink: u64, target: usize, stop: Rc<Cell<bool>>) {
+    let cfg = c.node.cfg.repl.clone();
+    let stats = c.node.repl.stats_for(sink);
+    let mut backoff = cfg.reconnect_min_ms;
+    let mut first = true;
+    while !stop.get() && !c.stopping.get() {
+        if !first {
+            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        let started = now_ms();
+        match stream_once(c, sink, target, &stop).await {
+            Ok(()) => break,
+            Err(e) => {
+                let name = c.node.repl.sink(sink).map(|s| s.name).unwrap_or_default();
+                log::warn!("core {}: realtime to sink {name:?} (its core {target}): {e}; reconnecting in {backoff} ms", c.id);
+            }
+        }
+        if now_ms() - started > 10_000 {
+            backoff = cfg.reconnect_min_ms;
+        }
+        futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(backoff)), c.stopped()).await;
+        backoff = (backoff * 2).min(cfg.reconnect_max_ms);
+    }
+    c.ext.repl.oldest_unacked_ms.borrow_mut().remove(&sink);
+}
+
+/// A record going out in a batch.
+enum Item {
+    Local(RecordView),
+    Remote(SendRecord),
+}
+
+impl Item {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Item::Local(v) => v.bytes(),
+            Item::Remote(r) => r.bytes(),
+        }
+    }
+}
+
+/// A manifest whose blocks are being sent ahead of it.
+struct PendingManifest {
+    view: RecordView,
+    lsn: u64,
+    blocks: VecDeque<Vec<u8>>,
+}
+
+struct SourceSide<'a> {
+    c: &'a Rc<Core>,
+    sink: u64,
+    cursor: String,
+    machine: RealtimeSource,
+    iters: BTreeMap<u32, LsnIter>,
+    pending: BTreeMap<u32, PendingManifest>,
+    /// Per partition: (upto, records, bytes) of batches in flight.
+    unacked: BTreeMap<u32, VecDeque<(u64, u64, u64)>>,
+}
+
+async fn stream_once(c: &Rc<Core>, sink: u64, target: usize, stop: &Rc<Cell<bool>>) -> Result<(), String> {
+    let shared = c.node.repl.clone();
+    let cfg = c.node.cfg.repl.clone();
+    let stats = shared.stats_for(sink);
+    let peer = shared.peers.lock().unwrap().get(&sink).cloned().ok_or("the sink's addresses are not known yet")?;
+    let peer_cores = peer.hello.core_addrs.len().max(1);
+    let parts: Vec<u32> = c.parts.keys().copied().filter(|p| *p as usize % peer_cores == target).collect();
+    let cursor = cursor_name(sink);
+    let mut starts = Vec::new();
+    for &p in &parts {
+        let cur = c.part(p).cursor(&cursor).ok_or_else(|| format!("partition {p} has no cursor for this sink (realtime not enabled?)"))?;
+        starts.push((p, cur));
+    }
+    let addr = peer.hello.core_addrs[target].clone();
+    let (stream, sa) = net::connect(&addr, Duration::from_secs(5)).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let t = super::tls::client(c, stream, &addr).await?;
+    let mut conn = FrameConn::new(t, sa);
+    conn.version = peer.version;
+    let hello = Msg::DataHello(DataHello {
+        cluster_id: c.node.cluster_id,
+        cluster_name: c.node.cluster_name(),
+        version: peer.version,
+        source_core: c.id as u32,
+        partitions: parts.clone(),
+        cursors: starts.iter().map(|s| s.1).collect(),
+        purpose: PURPOSE_REALTIME,
+    });
+    conn.write_frame(&hello, &[]).await.map_err(|e| e.to_string())?;
+    let reply = futures_lite::future::or(async { Some(conn.read_frame().await) }, async {
+        glommio::timer::sleep(Duration::from_millis(super::cm::HELLO_TIMEOUT_MS)).await;
+        None
+    })
+    .await
+    .ok_or("no answer to the data hello")?;
+    match reply.map_err(|e| e.to_string())? {
+        (Msg::DataHelloReply(_), _) => {}
+        (Msg::Error(e), _) => return Err(format!("sink refused the data connection: {}", e.message)),
+        (m, _) => return Err(format!("unexpected {:?} in answer to the data hello", m.kind())),
+    }
+    stats.data_connections.fetch_add(1, Ordering::Relaxed);
+    let scfg = SourceConfig { window_bytes: cfg.window_bytes, heartbeat_ms: cfg.heartbeat_ms, peer_timeout_ms: cfg.peer_timeout_ms };
+    let mut side = SourceSide {
+        c,
+        sink,
+        cursor: cursor.clone(),
+        machine: RealtimeSource::new(scfg, &starts, now_ms()),
+        iters: starts.iter().map(|&(p, cur)| (p, c.part(p).iter_after(cur))).collect(),
+        pending: BTreeMap::new(),
+        unacked: BTreeMap::new(),
+    };
+    let result = side.run(&mut conn, &parts, stop).await;
+    stats.data_connections.fetch_sub(1, Ordering::Relaxed);
+    c.ext.repl.oldest_unacked_ms.borrow_mut().remove(&sink);
+    conn.close().await;
+    result
+}
+
+impl SourceSide<'_> {
+    fn still_started(&self) -> bool {
+        self.c.node.repl.sink(self.sink).map(|s| s.realtime == RtState::Started).unwrap_or(false)
+    }
+
+    fn handle_frame(&mut self, r: Result<(Msg, Vec<u8>), ConnError>) -> Result<(), String> {
+        let (m, _) = r.map_err(|e| e.to_string())?;
+        let evs = self.machine.on_msg(&m, now_ms()).map_err(|e| e.to_string())?;
+        let stats = self.c.node.repl.stats_for(self.sink);
+        for ev in evs {
+            match ev {
+                SourceEvent::Acked { partition, upto_lsn } => {
+                    self.c.part(partition).advance_cursor(&self.cursor, upto_lsn).map_err(|e| e.to_string())?;
+                    if let Some(q) = self.unacked.get_mut(&partition) {
+                        while q.front().map(|x| x.0 <= upto_lsn).unwrap_or(false) {
+                            let (_, recs, bytes) = q.pop_front().unwrap();
+                            stats.records_acked.fetch_add(recs, Ordering::Relaxed);
+                            stats.bytes_acked.fetch_add(bytes, Ordering::Relaxed);
+                        }
+                    }
+                }
+                SourceEvent::Close(why) => return Err(why),
+                SourceEvent::SendHeartbeat => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn run(&mut self, conn: &mut FrameConn, parts: &[u32], stop: &Rc<Cell<bool>>) -> Result<(), String> {
+        let cfg = self.c.node.cfg.repl.clone();
+        let mut rr = 0usize;
+        loop {
+            if stop.get() || self.c.stopping.get() || !self.still_started() {
+                return Ok(());
+            }
+            // Take whatever the sink sent, without waiting.
+            while let Some(r) = futures_lite::future::poll_once(conn.read_frame()).await {
+                self.handle_frame(r)?;
+            }
+            for ev in self.machine.on_tick(now_ms()) {
+                match ev {
+                    SourceEvent::SendHeartbeat => conn.write_frame(&Msg::Heartbeat(wire::Heartbeat { now_ms: now_ms() }), &[]).await.map_err(|e| e.to_string())?,
+                    SourceEvent::Close(why) => return Err(why),
+                    SourceEvent::Acked { .. } => {}
+                }
+            }
+            let mut sent_any = false;
+            for i in 0..parts.len() {
+                let p = parts[(rr + i) % parts.len()];
+                if !self.machine.can_send(cfg.batch_max_bytes) {
+                    break;
+                }
+                if self.send_batch(conn, p).await? {
+                    sent_any = true;
+                }
+            }
+            rr = rr.wrapping_add(1);
+            match self.machine.oldest_unacked_ms() {
+                Some(t) => {
+                    self.c.ext.repl.oldest_unacked_ms.borrow_mut().insert(self.sink, t);
+                }
+                None => {
+                    self.c.ext.repl.oldest_unacked_ms.borrow_mut().remove(&self.sink);
+                }
+            }
+            if !sent_any {
+                // Idle or window full: wait for the sink or for new records.
+                let wait = Duration::from_millis(cfg.batch_linger_ms.max(1));
+                let r = futures_lite::future::or(async { Some(conn.read_frame().await) }, async {
+                    glommio::timer::sleep(wait).await;
+                    None
+                })
+                .await;
+                if let Some(r) = r {
+                    self.handle_frame(r)?;
+                }
+            }
+        }
+    }
+
+    /// Builds and sends one batch of partition `p`. Returns whether one went.
+    async fn send_batch(&mut self, conn: &mut FrameConn, p: u32) -> Result<bool, String> {
+        let c = self.c;
+        let cfg = &c.node.cfg.repl;
+        let part = c.part(p).clone();
+        let me = c.node.cluster_id;
+        let after = self.machine.next_after(p).expect("partition of this connection");
+        let mut items: Vec<Item> = Vec::new();
+        let mut bytes = 0usize;
+        let mut upto = after;
+        let full = |items: &Vec<Item>, bytes: usize| items.len() >= cfg.batch_max_records || (bytes >= cfg.batch_max_bytes && !items.is_empty());
+        'outer: loop {
+            // Blocks of a manifest in progress, then the manifest.
+            if let Some(pm) = self.pending.get_mut(&p) {
+                while let Some(bk) = pm.blocks.front().cloned() {
+                    if full(&items, bytes) {
+                        break 'outer;
+                    }
+                    match fetch_block(c, bk).await {
+                        Some(item) => {
+                            bytes += storage::record::align_up(item.bytes().len());
+                            items.push(item);
+                        }
+                        None if !part.is_current(&pm.view) => {
+                            // Superseded while we sent it: the newer version follows.
+                            self.pending.remove(&p);
+                            continue 'outer;
+                        }
+                        None => log::warn!(
+                            "partition {p}: a block of a manifest at lsn {} is missing here; the sink will need proxy_get or fullsync for it",
+                            pm.lsn
+                        ),
+                    }
+                    pm.blocks.pop_front();
+                }
+                let pm = self.pending.remove(&p).unwrap();
+                bytes += pm.view.header.padded_len();
+                upto = pm.lsn;
+                items.push(Item::Local(pm.view));
+            }
+            if full(&items, bytes) {
+                break;
+            }
+            let Some(next) = self.iters.get_mut(&p).unwrap().next(&part) else { break };
+            let view = match next {
+                Ok(v) => v,
+                Err(e) => {
+                    log::error!("partition {p}: cannot read the log for realtime: {e}");
+                    upto = upto.max(self.iters[&p].position());
+                    continue;
+                }
+            };
+            let lsn = view.lsn();
+            let h = view.header;
+            let skip = h.kind == Kind::Block || h.flags & FLAG_REPLICATE == 0 || !part.is_current(&view) || {
+                let routed = decode_routed(view.meta());
+                routed.contains(&self.sink) || (cfg.cascades == Cascades::Never && routed.first() != Some(&me))
+            };
+            if skip {
+                upto = lsn;
+                continue;
+            }
+            if h.kind == Kind::Manifest && cfg.realtime_blocks {
+                if let Ok(m) = Manifest::decode(view.value()) {
+                    if !m.parts.is_empty() {
+                        let blocks: VecDeque<Vec<u8>> = m.block_keys().into_iter().map(|(k, _)| k).collect();
+                        self.pending.insert(p, PendingManifest { view, lsn, blocks });
+                        continue;
+                    }
+                }
+            }
+            bytes += h.padded_len();
+            upto = lsn;
+            items.push(Item::Local(view));
+        }
+        if items.is_empty() && upto == after {
+            return Ok(false);
+        }
+        let records = items.len() as u32;
+        let batch = self.machine.batch(p, upto, records, bytes, now_ms());
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(items.len() * 2);
+        for it in &items {
+            let b = it.bytes();
+            slices.push(b);
+            let pad = storage::record::align_up(b.len()) - b.len();
+            if pad > 0 {
+                slices.push(&ZEROS[..pad]);
+            }
+        }
+        conn.write_frame(&Msg::Batch(batch), &slices).await.map_err(|e| e.to_string())?;
+        let stats = c.node.repl.stats_for(self.sink);
+        stats.records_sent.fetch_add(records as u64, Ordering::Relaxed);
+        stats.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+        stats.batches_sent.fetch_add(1, Ordering::Relaxed);
+        self.unacked.entry(p).or_default().push_back((upto, records as u64, bytes as u64));
+        Ok(true)
+    }
+}
+
+/// Reads a block for sending, from this core or the one that owns it.
+async fn fetch_block(c: &Rc<Core>, key: Vec<u8>) -> Option<Item> {
+    let p = crate::model::block_partition(&key, c.node.ring);
+    if c.node.owner(p) == c.id {
+        return c.part(p).read(&key, false).ok().flatten().filter(|r| r.header.kind == Kind::Block).map(Item::Local);
+    }
+    c.on_partition(p, move |cc| Box::pin(async move { cc.part(p).read(&key, false).ok().flatten().filter(|r| r.header.kind == Kind::Block).map(|r| r.into_send()) }))
+        .await
+        .map(Item::Remote)
+}
+
+// -------------------------------------------------------------------- sink
+
+pub async fn listen(c: Rc<Core>) {
+    let addr = data_addr(c.node.cfg.repl.listen, c.id);
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("core {}: cannot listen for replication data on {addr}: {e}", c.id);
+            return;
+        }
+    };
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            c.stopped().await;
+            None
+        })
+        .await;
+        let Some(res) = accepted else { return };
+        let Ok(stream) = res else { continue };
+        net::tune(&stream);
+        let c2 = c.clone();
+        glommio::spawn_local(async move {
+            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            if let Err(e) = serve_data(c2, stream).await {
+                log::warn!("data connection from {peer}: {e}");
+            }
+        })
+        .detach();
+    }
+}
+
+async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), String> {
+    let peer_addr = stream.peer_addr().map_err(|e| e.to_string())?;
+    let t = super::tls::server(&c, stream).await.map_err(|e| format!("refused {peer_addr}: {e}"))?;
+    let mut conn = FrameConn::new(t, peer_addr);
+    let first = futures_lite::future::or(async { Some(conn.read_frame().await) }, async {
+        glommio::timer::sleep(Duration::from_millis(super::cm::HELLO_TIMEOUT_MS)).await;
+        None
+    })
+    .await
+    .ok_or("no data hello within the timeout")?;
+    let (m, _) = first.map_err(|e| e.to_string())?;
+    let Msg::DataHello(h) = m else {
+        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, "expected a data hello"), &[]).await;
+        return Err(format!("expected a data hello, got {:?}", m.kind()));
+    };
+    if !wire::PROTOCOL_VERSIONS.contains(&h.version) {
+        let _ = conn.write_frame(&Msg::error(wire::ERR_VERSION, format!("protocol version {} is not spoken here", h.version)), &[]).await;
+        return Err(format!("data hello with unknown version {}", h.version));
+    }
+    conn.version = h.version;
+    if h.purpose == PURPOSE_FULLSYNC {
+        return super::fullsync::serve_sink(c, conn, h).await;
+    }
+    if h.purpose != PURPOSE_REALTIME || h.partitions.len() != h.cursors.len() {
+        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, "malformed data hello"), &[]).await;
+        return Err("malformed data hello".into());
+    }
+    for &p in &h.partitions {
+        if p >= c.node.ring || c.node.owner(p) != c.id {
+            let msg = format!(
+                "partition {p} is not owned by core {} of cluster {:?} (ring {}, {} cores)",
+                c.id,
+                c.node.cluster_name(),
+                c.node.ring,
+                c.node.cores
+            );
+            let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
+            return Err(msg);
+        }
+    }
+    let shared = c.node.repl.clone();
+    let source = h.cluster_id;
+    let starts: Vec<(u32, u64)> = {
+        let applied = shared.applied.lock().unwrap();
+        h.partitions.iter().zip(&h.cursors).map(|(&p, &cur)| (p, cur.max(applied.get(&(source, p)).copied().unwrap_or(0)))).collect()
+    };
+    conn.write_frame(&Msg::DataHelloReply(DataHelloReply { sink_core: c.id as u32 }), &[]).await.map_err(|e| e.to_string())?;
+    let cfg = c.node.cfg.repl.clone();
+    let mut machine = RealtimeSink::new(&starts, cfg.heartbeat_ms, cfg.peer_timeout_ms, now_ms());
+    log::debug!("core {}: realtime from {:?} for partitions {:?}", c.id, h.cluster_name, h.partitions);
+    loop {
+        if c.stopping.get() {
+            return Ok(());
+        }
+        let r = futures_lite::future::or(async { Some(conn.read_frame().await) }, async {
+            glommio::timer::sleep(Duration::from_millis(SINK_TICK_MS)).await;
+            None
+        })
+        .await;
+        match r {
+            None => {}
+            Some(Err(ConnError::Closed)) => return Ok(()),
+            Some(Err(e)) => return Err(format!("source {:?}: {e}", h.cluster_name)),
+            Some(Ok((Msg::Batch(b), payload))) => {
+                let plan = match machine.on_batch(&b, now_ms()) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, e.to_string()), &[]).await;
+                        return Err(format!("source {:?}: {e}", h.cluster_name));
+                    }
+                };
+                let ack = match plan {
+                    BatchPlan::AckNow(a) => a,
+                    BatchPlan::Apply { skip_through } => {
+                        let recs = match super::apply::parse_payload(&payload, b.records) {
+                            Ok(r) => r,
+                            Err(e) => {
+                                let msg = format!("corrupt batch {} of partition {}: {e}", b.seq, b.partition);
+                                let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
+                                return Err(msg);
+                            }
+                        };
+                        let applied = super::apply::apply_records(&c, source, Arc::new(payload), recs, Some(skip_through), false)
+                            .await
+                            .map_err(|e| format!("applying batch {} of partition {}: {e}", b.seq, b.partition))?;
+                        if let Some(s) = shared.sources.lock().unwrap().get_mut(&source) {
+                            s.records_applied += applied.records;
+                            s.bytes_applied += applied.bytes;
+                        }
+                        machine.batch_applied(&b, now_ms())
+                    }
+                };
+                {
+                    let mut a = shared.applied.lock().unwrap();
+                    let e = a.entry((source, b.partition)).or_insert(0);
+                    *e = (*e).max(machine.applied(b.partition).unwrap_or(0));
+                }
+                conn.write_frame(&Msg::Ack(ack), &[]).await.map_err(|e| e.to_string())?;
+            }
+            Some(Ok((other, _))) => match machine.on_other(&other, now_ms()) {
+                Ok(None) => {}
+                Ok(Some(why)) => return Err(why),
+                Err(e) => {
+                    let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, e.to_string()), &[]).await;
+                    return Err(e.to_string());
+                }
+            },
+        }
+        match machine.on_tick(now_ms()) {
+            LiveAction::Nothing => {}
+            LiveAction::SendHeartbeat => conn.write_frame(&Msg::Heartbeat(wire::Heartbeat { now_ms: now_ms() }), &[]).await.map_err(|e| e.to_string())?,
+            LiveAction::Dead(why) => return Err(format!("source {:?}: {why}", h.cluster_name)),
+        }
+    }
+}
