@@ -83,6 +83,10 @@ pub struct S3Config {
     pub idle_timeout_ms: u64,
     /// Most connections one core serves at once.
     pub max_connections_per_core: usize,
+    /// Blocks of an overwritten or deleted object are kept this long before
+    /// they are reclaimed, so that GETs still streaming the old version
+    /// finish.
+    pub reclaim_leeway_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -206,6 +210,7 @@ impl Default for S3Config {
             min_part_bytes: 5 << 20,
             idle_timeout_ms: 60_000,
             max_connections_per_core: 4096,
+            reclaim_leeway_ms: 30_000,
         }
     }
 }

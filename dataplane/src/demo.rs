@@ -186,7 +186,10 @@ impl Cluster {
     /// SIGTERM and wait (graceful).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            // SAFETY: signalling our own child.
+            if !matches!(c.try_wait(), Ok(None)) {
+                return; // already exited (and reaped): its pid may be reused
+            }
+            // SAFETY: signalling our own child, known to be alive and unreaped.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
             let t = Instant::now();
             while t.elapsed() < Duration::from_secs(30) {

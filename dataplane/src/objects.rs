@@ -329,13 +329,29 @@ pub async fn commit_manifest_local(cc: &Rc<Core>, p: u32, m: Manifest, routed: V
         settle(&part, lsn).await.map_err(storage_err)?;
     }
     let intents_to_drop: Vec<Uid> = if committed == Committed::Current { drop_intents } else { Vec::new() };
-    after_commit(cc, p, &m.bucket, &m.key, lsn, reclaim, intents_to_drop).await;
+    if committed == Committed::Current {
+        after_replace(cc, p, &m.bucket, &m.key, lsn, reclaim, intents_to_drop).await;
+    } else {
+        after_commit(cc, p, &m.bucket, &m.key, lsn, reclaim, intents_to_drop).await;
+    }
     Ok(committed)
 }
 
 /// Records intents for `reclaim` uids, drops the `done` intents, and starts
-/// the background reclamation (after the new state is synced).
+/// the background reclamation (after the new state is synced, and after
+/// `s3.reclaim_leeway_ms` when the blocks belonged to a version readers
+/// could be streaming).
 async fn after_commit(cc: &Rc<Core>, p: u32, bucket: &str, key: &str, lsn: Option<u64>, reclaim: Vec<Uid>, done: Vec<Uid>) {
+    after_commit_with(cc, p, bucket, key, lsn, reclaim, done, false).await
+}
+
+/// Like `after_commit`, for blocks of a version that was visible.
+async fn after_replace(cc: &Rc<Core>, p: u32, bucket: &str, key: &str, lsn: Option<u64>, reclaim: Vec<Uid>, done: Vec<Uid>) {
+    after_commit_with(cc, p, bucket, key, lsn, reclaim, done, true).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn after_commit_with(cc: &Rc<Core>, p: u32, bucket: &str, key: &str, lsn: Option<u64>, reclaim: Vec<Uid>, done: Vec<Uid>, leeway: bool) {
     let part = cc.part(p).clone();
     for uid in &reclaim {
         let intent = Intent { bucket: bucket.to_string(), key: key.to_string(), uid: *uid, created_ms: storage::now_ms() };
@@ -359,6 +375,14 @@ async fn after_commit(cc: &Rc<Core>, p: u32, bucket: &str, key: &str, lsn: Optio
         if let Some(lsn) = lsn {
             if let Err(e) = part.wait_synced(lsn, false).await {
                 log::warn!("reclaim for {bucket}/{key} postponed: {e}");
+                return;
+            }
+        }
+        if leeway {
+            let wait = std::time::Duration::from_millis(cc.node.cfg.s3.reclaim_leeway_ms);
+            futures_lite::future::or(glommio::timer::sleep(wait), cc.stopped()).await;
+            if cc.stopping.get() {
+                // The intents finish the job at the next start.
                 return;
             }
         }
@@ -493,7 +517,7 @@ pub async fn delete_object(c: &Rc<Core>, bucket: &str, key: &str) -> S3Result<()
             if let Some(lsn) = out.lsn() {
                 settle(&part, lsn).await.map_err(storage_err)?;
                 let reclaim = old.map(|o| uids_of(&o)).unwrap_or_default();
-                after_commit(&cc, p, &b, &k, Some(lsn), reclaim, Vec::new()).await;
+                after_replace(&cc, p, &b, &k, Some(lsn), reclaim, Vec::new()).await;
             }
             Ok(())
         })
@@ -894,7 +918,7 @@ pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &
                 if let Some(old) = old {
                     let uids = uids_of(&old);
                     if !uids.is_empty() {
-                        after_commit(cc, p, b, k, Some(lsn), uids, Vec::new()).await;
+                        after_replace(cc, p, b, k, Some(lsn), uids, Vec::new()).await;
                     }
                 }
             }

@@ -88,8 +88,22 @@ impl Core {
                 let _ = tx.send(r);
             })
         });
-        self.node.senders[core].send_async(job).await.expect("core channel open while running");
-        rx.await.expect("core dropped a job without answering")
+        if self.node.senders[core].send_async(job).await.is_err() {
+            return self.unreachable_core(core).await;
+        }
+        match rx.await {
+            Ok(r) => r,
+            Err(_) => self.unreachable_core(core).await,
+        }
+    }
+
+    /// Another core has stopped: only legitimate while shutting down, when
+    /// the calling task is simply left waiting until its executor exits
+    /// (work it leaves undone is finished at the next start: intents,
+    /// cursors).
+    async fn unreachable_core<R>(&self, core: usize) -> R {
+        assert!(self.node.shutting_down.load(std::sync::atomic::Ordering::SeqCst), "core {core} stopped answering while the node is running");
+        futures_lite::future::pending().await
     }
 
     /// Runs `f` on the core that owns partition `p`.

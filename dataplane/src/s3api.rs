@@ -55,6 +55,9 @@ impl Req {
 enum After {
     KeepAlive,
     Close,
+    /// The response was started (or the connection broke while sending
+    /// it): send nothing more, close.
+    Abort,
 }
 
 pub async fn serve(core: Rc<Core>) {
@@ -225,6 +228,11 @@ async fn handle(core: &Rc<Core>, conn: &mut Conn, head: RequestHead, id: String)
             if st >= 500 {
                 log::warn!("{} {} {}: {}: {}", req.id, req.head.method, req.head.raw_path, err.code_str(), err.message);
             }
+            if after == After::Abort {
+                // Part of a response is already on the wire: an error
+                // response now would be read as body bytes. Just close.
+                return (op, st, After::Close);
+            }
             let after = if after == After::Close { After::Close } else { keep };
             let _ = send_error_to(conn, &err, &req.id, after, req.head.method == "HEAD").await;
             (op, st, after)
@@ -247,6 +255,11 @@ impl From<S3Error> for Failure {
 
 fn closing(err: S3Error) -> Failure {
     Failure { err, after: After::Close }
+}
+
+/// A failure once (part of) the response has been written.
+fn aborting(err: S3Error) -> Failure {
+    Failure { err, after: After::Abort }
 }
 
 type HResult = Result<(u16, After), Failure>;
@@ -274,6 +287,14 @@ async fn route(core: &Rc<Core>, conn: &mut Conn, req: &mut Req, op: Op) -> HResu
         Op::DeleteBucket => {
             let b = req.bucket.clone().unwrap();
             objects::delete_bucket(core, &b).await.map_err(unread)?;
+            // Multipart uploads still in progress go with the bucket: their
+            // parts would otherwise stay forever (and reappear, completable,
+            // in a new bucket of the same name).
+            for u in objects::list_uploads(core, &b, "").await {
+                if let Err(e) = objects::abort_upload(core, &b, &u.key, &u.upload_id).await {
+                    log::warn!("{}: DeleteBucket {b}: cannot abort upload {} of {}: {}", req.id, objects::upload_id_str(&u.upload_id), u.key, e.message);
+                }
+            }
             send_empty(conn, 204, &req.id, &[]).await
         }
         Op::ListObjects => {
@@ -370,7 +391,7 @@ async fn send_xml(conn: &mut Conn, status: u16, id: &str, body: String) -> HResu
     let mut out = Vec::with_capacity(256 + body.len());
     h::write_response_head(&mut out, status, &hs, Some(body.len() as u64));
     out.extend_from_slice(body.as_bytes());
-    conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+    conn.write_all(&out).await.map_err(|_| aborting(internal_io()))?;
     Ok((status, After::KeepAlive))
 }
 
@@ -380,7 +401,7 @@ async fn send_empty(conn: &mut Conn, status: u16, id: &str, extra: &[(&str, &str
     hs.extend_from_slice(extra);
     let mut out = Vec::with_capacity(256);
     h::write_response_head(&mut out, status, &hs, Some(0));
-    conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+    conn.write_all(&out).await.map_err(|_| aborting(internal_io()))?;
     Ok((status, After::KeepAlive))
 }
 
@@ -705,7 +726,7 @@ fn user_meta(req: &Req) -> S3Result<Vec<(String, String)>> {
 
 async fn send_continue(conn: &mut Conn, req: &Req) -> Result<(), Failure> {
     if req.head.expects_continue() {
-        conn.write_all(h::CONTINUE_RESPONSE).await.map_err(|_| closing(internal_io()))?;
+        conn.write_all(h::CONTINUE_RESPONSE).await.map_err(|_| aborting(internal_io()))?;
     }
     Ok(())
 }
@@ -894,12 +915,12 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
     let mut out = Vec::with_capacity(512);
     h::write_response_head(&mut out, status, &hs, Some(len));
     if head_only || len == 0 {
-        conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+        conn.write_all(&out).await.map_err(|_| aborting(internal_io()))?;
         return Ok((status, After::KeepAlive));
     }
     if !m.inline.is_empty() || m.parts.is_empty() {
         out.extend_from_slice(&m.inline[start as usize..=end as usize]);
-        conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+        conn.write_all(&out).await.map_err(|_| aborting(internal_io()))?;
         core.metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
         return Ok((status, After::KeepAlive));
     }
@@ -935,18 +956,18 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
                     return Err(err.into());
                 }
                 log::error!("{}: GET {b}/{k} broke off after {sent} bytes: {}", req.id, err.message);
-                return Err(closing(err));
+                return Err(aborting(err));
             }
         };
         if let Some((key2, blen2, off2, n2)) = it.next() {
             pending.push_back((spawn(key2.clone()), key2, blen2, off2, n2));
         }
         if first {
-            conn.write_all(&out).await.map_err(|_| closing(internal_io()))?;
+            conn.write_all(&out).await.map_err(|_| aborting(internal_io()))?;
             first = false;
         }
         let data = &rec.value()[off as usize..(off + n) as usize];
-        conn.write_all(data).await.map_err(|_| closing(internal_io()))?;
+        conn.write_all(data).await.map_err(|_| aborting(internal_io()))?;
         sent += n;
     }
     core.metrics.bytes_out.fetch_add(sent, Ordering::Relaxed);
@@ -999,6 +1020,8 @@ async fn upload_part(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult
         }
     }
     let mut checks = BodyChecks::new(req).map_err(closing)?;
+    // The bucket may have been deleted since the upload started.
+    objects::require_bucket(core, &b).await.map_err(closing)?;
     objects::get_upload(core, &b, &k, &up).await.map_err(closing)?;
     send_continue(conn, req).await?;
     let mut writer = BlockWriter::new(core, &b, &k, objects::local_version(core));
@@ -1041,6 +1064,8 @@ async fn complete_upload(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HRe
     let parts = xml::parse_complete_multipart_upload(&bytes)?;
     let wanted: Vec<(u32, String)> = parts.iter().map(|p| (p.part_number, xml::normalize_etag(&p.etag).to_string())).collect();
     let cfg = &core.node.cfg.s3;
+    // Never create an object in a bucket deleted since the upload started.
+    objects::require_bucket(core, &b).await?;
     let m = objects::complete_upload(core, &b, &k, &up, wanted, cfg.min_part_bytes, cfg.block_size).await?;
     let location = format!("/{b}/{k}");
     send_xml(conn, 200, &req.id, xml::complete_multipart_upload(&location, &b, &k, &m.etag, &[])).await

@@ -1486,7 +1486,13 @@ impl LsnIter {
                 }
             };
             self.pos = Some(IterPos { seg: pos.seg, off: pos.off + view.header.padded_len() as u64 });
-            if view.header.lsn <= self.after || view.header.kind.is_internal() {
+            if view.header.lsn <= self.after {
+                continue;
+            }
+            if view.header.kind.is_internal() {
+                // Seals and pads are consumed (the position moves past them)
+                // but never handed out.
+                self.after = view.header.lsn;
                 continue;
             }
             self.after = view.header.lsn;

@@ -325,7 +325,14 @@ impl SourceSide<'_> {
             if full(&items, bytes) {
                 break;
             }
-            let Some(next) = self.iters.get_mut(&p).unwrap().next(&part) else { break };
+            let Some(next) = self.iters.get_mut(&p).unwrap().next(&part) else {
+                // Caught up; the position may have moved past records the
+                // iterator consumed without handing out (seals, pads).
+                if self.pending.get(&p).is_none() {
+                    upto = upto.max(self.iters[&p].position());
+                }
+                break;
+            };
             let view = match next {
                 Ok(v) => v,
                 Err(e) => {
