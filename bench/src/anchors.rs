@@ -76,11 +76,25 @@ pub fn openssl_aes128gcm_16k() -> f64 {
 
 /// rsync -a --checksum between two directories on this machine; returns
 /// (seconds, bytes sent on the wire as rsync reports them).
+#[allow(dead_code)]
 pub fn rsync_checksum(src: &Path, dst: &Path) -> (f64, u64) {
+    rsync_with(src, dst, &[])
+}
+
+/// As `rsync_checksum`, with `--no-whole-file`: rsync's delta transfer, as
+/// it works between two machines (between local directories rsync copies
+/// whole files by default).
+pub fn rsync_checksum_delta(src: &Path, dst: &Path) -> (f64, u64) {
+    rsync_with(src, dst, &["--no-whole-file"])
+}
+
+fn rsync_with(src: &Path, dst: &Path, extra: &[&str]) -> (f64, u64) {
     need("rsync");
     let t = Instant::now();
     let out = Command::new("rsync")
-        .args(["-a", "--checksum", "--stats", &format!("{}/", src.display()), &format!("{}/", dst.display())])
+        .args(["-a", "--checksum", "--stats"])
+        .args(extra)
+        .args([&format!("{}/", src.display()), &format!("{}/", dst.display())])
         .output()
         .expect("run rsync");
     let secs = t.elapsed().as_secs_f64();

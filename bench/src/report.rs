@@ -36,6 +36,12 @@ impl Figure {
         }
     }
 
+    /// A figure compared with an anchor but with no target to meet.
+    pub fn no_target(mut self) -> Figure {
+        self.target = None;
+        self
+    }
+
     pub fn with_target(mut self, t: &str) -> Figure {
         self.target = Some(t.into());
         self

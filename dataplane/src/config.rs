@@ -180,6 +180,8 @@ pub struct TlsConfig {
     pub ktls: bool,
     /// Lowest TLS version: "1.2" or "1.3".
     pub min_version: String,
+    /// Highest TLS version: "1.2" or "1.3".
+    pub max_version: String,
     /// Re-establish a connection after this many encrypted records (AES-GCM
     /// confidentiality limit; KeyUpdate is never sent after a kTLS handoff).
     pub max_records_per_connection: u64,
@@ -278,7 +280,8 @@ impl Default for TlsConfig {
             peer_names: Vec::new(),
             ktls: true,
             min_version: "1.2".into(),
-            max_records_per_connection: 1 << 34,
+            max_version: "1.3".into(),
+            max_records_per_connection: 1 << 24,
         }
     }
 }
@@ -417,8 +420,16 @@ impl Config {
                     return bad(k, "\"\"", "required when tls.enabled = true");
                 }
             }
-            if t.min_version != "1.2" && t.min_version != "1.3" {
-                return bad("tls.min_version", format!("{:?}", t.min_version), "\"1.2\" or \"1.3\"");
+            for (k, v) in [("tls.min_version", &t.min_version), ("tls.max_version", &t.max_version)] {
+                if v != "1.2" && v != "1.3" {
+                    return bad(k, format!("{v:?}"), "\"1.2\" or \"1.3\"");
+                }
+            }
+            if t.min_version > t.max_version {
+                return bad("tls.min_version", format!("{:?}", t.min_version), "must not be above tls.max_version");
+            }
+            if t.max_records_per_connection == 0 || t.max_records_per_connection > 1 << 24 {
+                return bad("tls.max_records_per_connection", t.max_records_per_connection, "between 1 and 16777216 (2^24, below the AES-GCM limit)");
             }
         } else if t.required {
             return bad("tls.required", true, "needs tls.enabled = true");

@@ -240,7 +240,7 @@ pub fn start(cfg: Config, on_start: StartHook) -> Result<Running, String> {
     let dir = StoreDir::open(&cfg.node.data_dir).map_err(|e| e.to_string())?;
     let (cluster_id, cluster_name) =
         cluster_identity(dir.path(), &cfg.cluster.name).map_err(|e| format!("cluster identity in {}: {e}", dir.path().display()))?;
-    let repl = Arc::new(crate::repl::Shared::load(dir.path())?);
+    let repl = Arc::new(crate::repl::Shared::load(dir.path(), &cfg.tls)?);
     let cores = cfg.cores();
     let mut senders = Vec::new();
     let mut receivers = Vec::new();

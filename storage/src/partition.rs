@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use glommio::io::DmaFile;
-use memmap2::{Mmap, MmapOptions};
+use memmap2::MmapOptions;
 
 use crate::buffer::{page_ceil, page_floor, BufState, WBuf, PAGE_BYTES};
 use crate::cursor::{self, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME_BYTES};
@@ -30,7 +30,7 @@ use crate::index::{Entry, Index, NewSlot, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_
 use crate::notify::Notify;
 use crate::record::{align_up, Header, Kind, Version, HEADER_BYTES, MAX_KEY_BYTES, MAX_META_BYTES, MAX_VALUE_BYTES};
 use crate::segment::{
-    Backing, RecordView, SegHeader, SegName, Segment, FORMAT_VERSION, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+    Backing, Mapped, RecordView, SegHeader, SegName, Segment, FORMAT_VERSION, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
     SEGMENT_HEADER_BYTES,
 };
 use crate::Lsn;
@@ -280,14 +280,14 @@ fn glommio_io(e: glommio::GlommioError<()>) -> std::io::Error {
     e.into()
 }
 
-pub(crate) fn map_file(path: &Path, len: u64) -> Result<Arc<Mmap>> {
+pub(crate) fn map_file(path: &Path, len: u64) -> Result<Arc<Mapped>> {
     let f = std::fs::File::open(path).map_err(|e| io_err(format!("opening {} for reading", path.display()), e))?;
     // SAFETY: the log is append-only; mapped regions are only read after
     // their writes completed, and files are unlinked (never truncated below a
     // region a reader may hold) while mapped.
     let m = unsafe { MmapOptions::new().len(len as usize).map(&f) }
         .map_err(|e| io_err(format!("mapping {}", path.display()), e))?;
-    Ok(Arc::new(m))
+    Ok(Arc::new(Mapped { map: m, file: f }))
 }
 
 enum ScanEnd {

@@ -13,6 +13,19 @@ use std::sync::Arc;
 
 use memmap2::Mmap;
 
+/// A segment's mapping and the read-only file it maps (for sendfile).
+pub struct Mapped {
+    pub map: Mmap,
+    pub file: std::fs::File,
+}
+
+impl std::ops::Deref for Mapped {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
 use crate::buffer::WBuf;
 use crate::error::{Error, Result};
 use crate::record::{Header, HEADER_BYTES};
@@ -123,7 +136,7 @@ pub(crate) struct Segment {
     pub path: PathBuf,
     pub cover_to: u64,
     pub capacity: u64,
-    pub map: Arc<Mmap>,
+    pub map: Arc<Mapped>,
     /// Offset just past the last record (padding included).
     pub end: Cell<u64>,
     pub first_lsn: Cell<u64>,
@@ -138,7 +151,7 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    pub fn new(id: u32, name: SegName, path: PathBuf, cover_to: u64, capacity: u64, map: Arc<Mmap>) -> Segment {
+    pub fn new(id: u32, name: SegName, path: PathBuf, cover_to: u64, capacity: u64, map: Arc<Mapped>) -> Segment {
         Segment {
             id,
             name,
@@ -220,7 +233,7 @@ impl Segment {
 
 pub(crate) enum Backing {
     Buf(Rc<WBuf>),
-    Map(Arc<Mmap>),
+    Map(Arc<Mapped>),
 }
 
 /// A record read from the log without copying it: it points into the
@@ -265,6 +278,16 @@ impl RecordView {
         matches!(self.backing, Backing::Map(_))
     }
 
+    /// The segment file and offset holding the record, when it is mapped
+    /// (for sendfile).
+    pub fn file_region(&self) -> Option<(std::os::unix::io::RawFd, u64)> {
+        use std::os::unix::io::AsRawFd;
+        match &self.backing {
+            Backing::Map(m) => Some((m.file.as_raw_fd(), self.off as u64)),
+            Backing::Buf(_) => None,
+        }
+    }
+
     /// A `Send` handle to the same bytes, for another core: shares the mmap
     /// when the record is mapped, copies it when it is still in a buffer.
     pub fn into_send(self) -> SendRecord {
@@ -279,7 +302,7 @@ impl RecordView {
 }
 
 enum SendInner {
-    Map(Arc<Mmap>, usize),
+    Map(Arc<Mapped>, usize),
     Owned(Vec<u8>),
 }
 
@@ -305,6 +328,14 @@ impl SendRecord {
     }
     pub fn value(&self) -> &[u8] {
         &self.bytes()[self.header.value_range()]
+    }
+    /// The segment file and offset holding the record, when it is mapped.
+    pub fn file_region(&self) -> Option<(std::os::unix::io::RawFd, u64)> {
+        use std::os::unix::io::AsRawFd;
+        match &self.inner {
+            SendInner::Map(m, off) => Some((m.file.as_raw_fd(), *off as u64)),
+            SendInner::Owned(_) => None,
+        }
     }
     /// Owns a copy of a record's bytes (tests and slow paths).
     pub fn from_bytes(bytes: Vec<u8>) -> std::result::Result<SendRecord, crate::record::DecodeError> {

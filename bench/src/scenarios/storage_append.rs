@@ -12,7 +12,7 @@ use crate::Opts;
 
 const S: &str = "storage-append";
 
-fn on_one_core<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub fn on_one_core<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(f).join().unwrap()
 }
 
@@ -35,7 +35,7 @@ fn cfg() -> PartitionConfig {
 }
 
 /// Appends `count` records of `size` bytes; returns (seconds, bytes).
-fn append_run(dir: PathBuf, count: u64, size: usize, key_prefix: &'static str) -> (f64, u64) {
+pub fn append_run(dir: PathBuf, count: u64, size: usize, key_prefix: &'static str) -> (f64, u64) {
     exec(move || async move {
         let p = Partition::open(&dir, 0, cfg()).await.unwrap();
         let value = vec![0xabu8; size];

@@ -326,6 +326,7 @@ pub async fn status_json(c: &Rc<Core>) -> Value {
                 "addr": s.addr,
                 "connected": p.map(|p| p.connected).unwrap_or(false),
                 "tls_mode": p.map(|p| p.mode).unwrap_or("none"),
+                "data_tls_modes": st.data_modes.lock().unwrap().iter().copied().collect::<Vec<_>>(),
                 "last_error": p.map(|p| p.last_error.clone()).unwrap_or_default(),
                 "realtime": s.realtime,
                 "proxy_get": s.proxy_get,
@@ -355,6 +356,7 @@ pub async fn status_json(c: &Rc<Core>) -> Value {
         .iter()
         .map(|(id, s)| {
             json!({"source": s.name, "cluster_id": format!("{id:016x}"), "connected": s.connected, "tls_mode": s.mode,
+                   "data_tls_modes": s.data_modes.iter().copied().collect::<Vec<_>>(),
                    "records_applied": s.records_applied, "bytes_applied": s.bytes_applied})
         })
         .collect();

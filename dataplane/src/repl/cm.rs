@@ -175,6 +175,7 @@ async fn serve_control(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(
             since_ms: now_ms(),
             records_applied: prev.as_ref().map(|p| p.records_applied).unwrap_or(0),
             bytes_applied: prev.as_ref().map(|p| p.bytes_applied).unwrap_or(0),
+            data_modes: prev.map(|p| p.data_modes).unwrap_or_default(),
         },
     );
     let ob = Rc::new(Outbox::default());

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use wire::fullsync::{FsSource, LocalEntry, PartStats, SrcStep};
 use wire::{DataHello, DataHelloReply, FsEntry, Msg, PURPOSE_FULLSYNC};
 
-use super::net::{self, ConnError, FrameConn, ZEROS};
+use super::net::{self, Chunk, ConnError, FrameConn, ZEROS};
 use super::{now_ms, SinkCfg};
 use crate::admin::AdminResponse;
 use crate::model::NS_MANIFEST;
@@ -439,6 +439,7 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
         (Msg::Error(e), _) => return Err(FsError::Failed(format!("sink refused: {}", e.message))),
         (m, _) => return Err(FsError::Failed(format!("unexpected {:?} in answer to the data hello", m.kind()))),
     }
+    shared.stats_for(sink).data_modes.lock().unwrap().insert(conn.mode());
     let part = c.part(p).clone();
     let tree_segments = part.tree_segments();
     let (mut machine, start) = FsSource::start(p, tree_segments);
@@ -524,16 +525,19 @@ async fn push_keys(
         }
         limiter.take(bytes as u64, rate).await;
         let push = machine.push(views.len() as u32, bytes as u64);
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(views.len() * 2);
+        let mut chunks: Vec<Chunk<'_>> = Vec::with_capacity(views.len() * 2);
         for v in &views {
             let b = v.bytes();
-            slices.push(b);
+            chunks.push(match v.file_region() {
+                Some((fd, off)) => Chunk::File { data: b, fd, off },
+                None => Chunk::Mem(b),
+            });
             let pad = v.header.padded_len() - b.len();
             if pad > 0 {
-                slices.push(&ZEROS[..pad]);
+                chunks.push(Chunk::Mem(&ZEROS[..pad]));
             }
         }
-        conn.write_frame(&Msg::FsPush(push), &slices).await.map_err(|e| e.to_string())?;
+        conn.write_frame_chunks(&Msg::FsPush(push), &chunks).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }
@@ -568,6 +572,9 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
         return Err(msg);
     }
     conn.write_frame(&Msg::DataHelloReply(DataHelloReply { sink_core: c.id as u32 }), &[]).await.map_err(|e| e.to_string())?;
+    if let Some(s) = c.node.repl.sources.lock().unwrap().get_mut(&h.cluster_id) {
+        s.data_modes.insert(conn.mode());
+    }
     let part = c.part(p).clone();
     let timeout = c.node.cfg.repl.peer_timeout_ms * 3;
     loop {

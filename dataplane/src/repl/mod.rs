@@ -79,6 +79,8 @@ pub struct SinkStats {
     pub cm_reconnects: AtomicU64,
     pub retention_drops: AtomicU64,
     pub proxy_get_served: AtomicU64,
+    /// Transport modes seen on data connections (realtime, fullsync).
+    pub data_modes: Mutex<std::collections::BTreeSet<&'static str>>,
 }
 
 /// A sink as the cluster manager last saw it.
@@ -106,6 +108,8 @@ pub struct Shared {
     pub proxy: proxy::Hub,
     /// Bumped whenever the sink configuration changes.
     pub generation: AtomicU64,
+    /// TLS settings (None: plaintext).
+    pub tls: Option<Arc<tls::TlsSetup>>,
 }
 
 #[derive(Clone, Debug)]
@@ -116,10 +120,13 @@ pub struct SourceInfo {
     pub since_ms: u64,
     pub records_applied: u64,
     pub bytes_applied: u64,
+    /// Transport modes seen on this source's data connections.
+    pub data_modes: std::collections::BTreeSet<&'static str>,
 }
 
 impl Shared {
-    pub fn load(data_dir: &Path) -> Result<Shared, String> {
+    pub fn load(data_dir: &Path, tls_cfg: &crate::config::TlsConfig) -> Result<Shared, String> {
+        let tls = tls::TlsSetup::load(tls_cfg)?;
         let path = data_dir.join(STATE_FILE);
         let persisted = match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice(&b).map_err(|e| format!("{}: {e}; fix or remove the file (replication settings are kept there)", path.display()))?,
@@ -135,6 +142,7 @@ impl Shared {
             applied: Mutex::new(HashMap::new()),
             proxy: proxy::Hub::default(),
             generation: AtomicU64::new(1),
+            tls,
         })
     }
 

@@ -21,6 +21,25 @@ const MAX_IOVECS: usize = 512;
 /// Zero padding for records in payloads.
 pub static ZEROS: [u8; 16] = [0; 16];
 
+/// A piece of a frame: bytes in memory, or a region of a segment file that
+/// is also mapped (`data`), which a kTLS transport sends with sendfile.
+pub enum Chunk<'a> {
+    Mem(&'a [u8]),
+    File { data: &'a [u8], fd: std::os::unix::io::RawFd, off: u64 },
+}
+
+impl Chunk<'_> {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Mem(b) => b,
+            Chunk::File { data, .. } => data,
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+}
+
 #[derive(Debug)]
 pub enum ConnError {
     Io(io::Error),
@@ -162,6 +181,24 @@ impl FrameConn {
         slices.push(&head);
         slices.extend(payload.iter().filter(|p| !p.is_empty()));
         self.t.write_all_vectored(&slices).await?;
+        self.bytes_out += (head.len() + plen) as u64;
+        Ok(())
+    }
+
+    /// Sends one frame whose payload pieces may be file regions.
+    pub async fn write_frame_chunks(&mut self, msg: &Msg, payload: &[Chunk<'_>]) -> io::Result<()> {
+        let plen: usize = payload.iter().map(|p| p.len()).sum();
+        let head = wire::frame::encode(msg, plen, self.version);
+        let mut parts: Vec<Chunk<'_>> = Vec::with_capacity(1 + payload.len());
+        parts.push(Chunk::Mem(&head));
+        for p in payload {
+            match p {
+                Chunk::Mem(b) if b.is_empty() => {}
+                Chunk::Mem(b) => parts.push(Chunk::Mem(b)),
+                Chunk::File { data, fd, off } => parts.push(Chunk::File { data, fd: *fd, off: *off }),
+            }
+        }
+        self.t.send_regions(&parts).await?;
         self.bytes_out += (head.len() + plen) as u64;
         Ok(())
     }

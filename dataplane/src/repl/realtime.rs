@@ -23,7 +23,7 @@ use wire::cm::LiveAction;
 use wire::realtime::{BatchPlan, RealtimeSink, RealtimeSource, SourceConfig, SourceEvent};
 use wire::{DataHello, DataHelloReply, Msg, PURPOSE_FULLSYNC, PURPOSE_REALTIME};
 
-use super::net::{self, ConnError, FrameConn, ZEROS};
+use super::net::{self, Chunk, ConnError, FrameConn, ZEROS};
 use super::{cursor_name, data_addr, now_ms, RtState};
 use crate::config::Cascades;
 use crate::model::{decode_routed, Manifest};
@@ -125,6 +125,21 @@ impl Item {
             Item::Remote(r) => r.bytes(),
         }
     }
+
+    fn region(&self) -> Option<(std::os::unix::io::RawFd, u64)> {
+        match self {
+            Item::Local(v) => v.file_region(),
+            Item::Remote(r) => r.file_region(),
+        }
+    }
+
+    /// The record as a frame piece: a file region when it is mapped.
+    fn chunk(&self) -> Chunk<'_> {
+        match self.region() {
+            Some((fd, off)) => Chunk::File { data: self.bytes(), fd, off },
+            None => Chunk::Mem(self.bytes()),
+        }
+    }
 }
 
 /// A manifest whose blocks are being sent ahead of it.
@@ -185,6 +200,7 @@ async fn stream_once(c: &Rc<Core>, sink: u64, target: usize, stop: &Rc<Cell<bool
         (m, _) => return Err(format!("unexpected {:?} in answer to the data hello", m.kind())),
     }
     stats.data_connections.fetch_add(1, Ordering::Relaxed);
+    stats.data_modes.lock().unwrap().insert(conn.mode());
     let scfg = SourceConfig { window_bytes: cfg.window_bytes, heartbeat_ms: cfg.heartbeat_ms, peer_timeout_ms: cfg.peer_timeout_ms };
     let mut side = SourceSide {
         c,
@@ -369,16 +385,16 @@ impl SourceSide<'_> {
         }
         let records = items.len() as u32;
         let batch = self.machine.batch(p, upto, records, bytes, now_ms());
-        let mut slices: Vec<&[u8]> = Vec::with_capacity(items.len() * 2);
+        let mut chunks: Vec<Chunk<'_>> = Vec::with_capacity(items.len() * 2);
         for it in &items {
-            let b = it.bytes();
-            slices.push(b);
-            let pad = storage::record::align_up(b.len()) - b.len();
+            let n = it.bytes().len();
+            chunks.push(it.chunk());
+            let pad = storage::record::align_up(n) - n;
             if pad > 0 {
-                slices.push(&ZEROS[..pad]);
+                chunks.push(Chunk::Mem(&ZEROS[..pad]));
             }
         }
-        conn.write_frame(&Msg::Batch(batch), &slices).await.map_err(|e| e.to_string())?;
+        conn.write_frame_chunks(&Msg::Batch(batch), &chunks).await.map_err(|e| e.to_string())?;
         let stats = c.node.repl.stats_for(self.sink);
         stats.records_sent.fetch_add(records as u64, Ordering::Relaxed);
         stats.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -477,6 +493,9 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
         h.partitions.iter().zip(&h.cursors).map(|(&p, &cur)| (p, cur.max(applied.get(&(source, p)).copied().unwrap_or(0)))).collect()
     };
     conn.write_frame(&Msg::DataHelloReply(DataHelloReply { sink_core: c.id as u32 }), &[]).await.map_err(|e| e.to_string())?;
+    if let Some(s) = shared.sources.lock().unwrap().get_mut(&source) {
+        s.data_modes.insert(conn.mode());
+    }
     let cfg = c.node.cfg.repl.clone();
     let mut machine = RealtimeSink::new(&starts, cfg.heartbeat_ms, cfg.peer_timeout_ms, now_ms());
     log::debug!("core {}: realtime from {:?} for partitions {:?}", c.id, h.cluster_name, h.partitions);
