@@ -28,7 +28,13 @@ pub fn dataplane_bin() -> PathBuf {
         );
         std::process::exit(2);
     }
-    if let (Ok(a), Ok(b)) = (std::fs::metadata(&me).and_then(|m| m.modified()), std::fs::metadata(&bin).and_then(|m| m.modified())) {
+    static STALE: std::sync::Once = std::sync::Once::new();
+    STALE.call_once(|| check_stale(&me, &bin));
+    bin
+}
+
+fn check_stale(me: &Path, bin: &Path) {
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(me).and_then(|m| m.modified()), std::fs::metadata(&bin).and_then(|m| m.modified())) {
         if a > b + Duration::from_secs(1) {
             eprintln!(
                 "note: {} is older than this bench binary; if dataplane changed, rebuild it with `cargo build --release -p dataplane`",
@@ -36,15 +42,15 @@ pub fn dataplane_bin() -> PathBuf {
             );
         }
     }
-    bin
 }
 
-/// Cluster options for a benchmark node: the release binary, warn-level logs.
+/// Cluster options for a benchmark node: the release binary, warn-level
+/// logs (BENCH_LOG=info for more).
 pub fn opts(name: &str, cores: usize, extra: &str) -> ClusterOpts {
     let mut o = ClusterOpts::new(name);
     o.cores = cores;
     o.bin = Some(dataplane_bin());
-    o.log_level = "warn".into();
+    o.log_level = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
     o.extra = extra.to_string();
     o
 }
@@ -317,4 +323,14 @@ pub fn size_label(size: usize) -> String {
     } else {
         format!("{size}B")
     }
+}
+
+/// Removes a scenario's directory, unless BENCH_KEEP is set (to look at
+/// the nodes' logs and data afterwards).
+pub fn cleanup(dir: &Path) {
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("(BENCH_KEEP: leaving {})", dir.display());
+        return;
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

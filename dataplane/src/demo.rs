@@ -26,6 +26,30 @@ pub struct DemoArgs {
     /// Cores per cluster.
     #[arg(long, default_value_t = 1)]
     pub cores: usize,
+    /// Replicate over mutual TLS with the certificates in DIR: ca.pem,
+    /// dc1.crt, dc1.key, dc2.crt, dc2.key.
+    #[arg(long)]
+    pub tls_dir: Option<PathBuf>,
+    /// With --tls-dir: keep TLS in userspace (no kTLS handoff).
+    #[arg(long)]
+    pub no_ktls: bool,
+    /// Also write objects with realtime stopped and repair them by fullsync.
+    #[arg(long)]
+    pub fullsync: bool,
+    /// Fail unless every replication connection, both ends, runs in this
+    /// mode (plaintext, rustls or ktls).
+    #[arg(long)]
+    pub expect_mode: Option<String>,
+    /// Where to put the clusters' data (default: a temporary directory).
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Object size cap in bytes (the default workload goes up to 3 MiB).
+    #[arg(long)]
+    pub max_size: Option<usize>,
+    /// Also measure realtime drain throughput: write this many MiB (1 MiB
+    /// objects) with realtime stopped, start it, time until dc2 has them.
+    #[arg(long)]
+    pub drain_mib: Option<usize>,
 }
 
 pub const DEMO_ACCESS_KEY: &str = "demo";
@@ -279,16 +303,56 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+fn tls_section(dir: &Path, name: &str, ktls: bool) -> String {
+    format!(
+        "[tls]\nenabled = true\nrequired = true\nktls = {ktls}\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\n",
+        dir.join(format!("{name}.crt")).display(),
+        dir.join(format!("{name}.key")).display(),
+        dir.join("ca.pem").display()
+    )
+}
+
+/// Checks that every replication connection, on both clusters, runs in `mode`.
+fn check_modes(a: &Cluster, b: &Cluster, mode: &str) -> Result<(), String> {
+    let s = a.sink_status(&b.name).ok_or("no sink status")?;
+    let v = b.admin("GET", "/repl/status", Value::Null)?;
+    let src = v["sources"].as_array().and_then(|x| x.first().cloned()).ok_or("the sink sees no source")?;
+    let mut seen = vec![
+        ("source control", s["tls_mode"].as_str().unwrap_or("").to_string()),
+        ("sink control", src["tls_mode"].as_str().unwrap_or("").to_string()),
+    ];
+    for (side, list) in [("source data", &s["data_tls_modes"]), ("sink data", &src["data_tls_modes"])] {
+        let l = list.as_array().cloned().unwrap_or_default();
+        if l.is_empty() {
+            seen.push((side, "none".into()));
+        }
+        for m in l {
+            seen.push((side, m.as_str().unwrap_or("").to_string()));
+        }
+    }
+    println!("connection modes: {}", seen.iter().map(|(s, m)| format!("{s}={m}")).collect::<Vec<_>>().join(" "));
+    match seen.iter().find(|(_, m)| m != mode) {
+        Some((side, m)) => Err(format!("{side} connection runs in mode {m}, expected {mode}")),
+        None => Ok(()),
+    }
+}
+
 fn run_inner(args: DemoArgs) -> Result<(), String> {
-    let root = std::env::temp_dir().join(format!("dataplane-demo-{}", std::process::id()));
+    let root = args.data_root.clone().unwrap_or_else(|| std::env::temp_dir()).join(format!("dataplane-demo-{}", std::process::id()));
     std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
     println!("dataplane demo: two clusters under {}", root.display());
+    let cap = args.max_size.unwrap_or(usize::MAX);
+    let size = |i: usize| demo_size(i).min(cap);
     let result = (|| {
         let mut o1 = ClusterOpts::new("dc1");
         o1.cores = args.cores;
         o1.log_level = "warn".into();
         let mut o2 = o1.clone();
         o2.name = "dc2".into();
+        if let Some(dir) = &args.tls_dir {
+            o1.extra = tls_section(dir, "dc1", !args.no_ktls);
+            o2.extra = tls_section(dir, "dc2", !args.no_ktls);
+        }
         let a = Cluster::start(&root, args.base_port, o1)?;
         let b = Cluster::start(&root, args.base_port + PORTS_PER_CLUSTER, o2)?;
         println!("  dc1: S3 {}  admin {}  repl {}", a.s3, a.admin, a.repl);
@@ -327,7 +391,7 @@ fn run_inner(args: DemoArgs) -> Result<(), String> {
         let t = Instant::now();
         let mut bytes = 0;
         for i in 0..n {
-            let data = payload(i, demo_size(i));
+            let data = payload(i, size(i));
             let r = s3a.put("demo", &format!("obj-{i:05}"), &data).map_err(|e| e.to_string())?;
             if r.status != 200 {
                 return Err(format!("PUT obj-{i:05}: {} {}", r.status, r.text()));
@@ -346,15 +410,82 @@ fn run_inner(args: DemoArgs) -> Result<(), String> {
             percentile(&mut lags, 0.99),
             percentile(&mut lags, 1.0)
         );
-        a.wait_drained("dc2", Duration::from_secs(60))?;
+        a.wait_drained("dc2", Duration::from_secs(300))?;
         let mut s3b = b.client();
         for i in 0..n {
             let r = s3b.get("demo", &format!("obj-{i:05}")).map_err(|e| e.to_string())?;
-            if r.status != 200 || r.body != payload(i, demo_size(i)) {
+            if r.status != 200 || r.body != payload(i, size(i)) {
                 return Err(format!("obj-{i:05} on dc2: status {} or content differs", r.status));
             }
         }
         println!("verified: every object on dc2 is byte-identical to dc1");
+        let mut total = n;
+        if args.fullsync {
+            a.admin("POST", "/repl/realtime/stop", serde_json::json!({"sink": "dc2"}))?;
+            for i in n..n + n / 2 + 1 {
+                let r = s3a.put("demo", &format!("obj-{i:05}"), &payload(i, size(i))).map_err(|e| e.to_string())?;
+                if r.status != 200 {
+                    return Err(format!("PUT obj-{i:05}: {}", r.status));
+                }
+            }
+            total = n + n / 2 + 1;
+            let before = a.admin("GET", "/repl/fullsync/status", Value::Null)?["sinks"][0]["completed_runs"].as_u64().unwrap_or(0);
+            a.admin("POST", "/repl/fullsync/start", serde_json::json!({"sink": "dc2"}))?;
+            let t = Instant::now();
+            loop {
+                let s = a.admin("GET", "/repl/fullsync/status", Value::Null)?["sinks"][0].clone();
+                if s["state"] != "running" && s["completed_runs"].as_u64().unwrap_or(0) > before {
+                    println!(
+                        "fullsync repaired dc2 in {:.2} s: {} segments differed, {} objects / {} bytes sent",
+                        t.elapsed().as_secs_f64(),
+                        s["segments_differing"],
+                        s["objects_sent"],
+                        s["bytes_sent"]
+                    );
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(600) {
+                    return Err(format!("fullsync did not finish: {s}"));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            for i in n..total {
+                let r = s3b.get("demo", &format!("obj-{i:05}")).map_err(|e| e.to_string())?;
+                if r.status != 200 || r.body != payload(i, size(i)) {
+                    return Err(format!("obj-{i:05} on dc2 after fullsync: status {} or content differs", r.status));
+                }
+            }
+            println!("verified: the {} objects written with realtime stopped reached dc2 by fullsync", total - n);
+        }
+        if let Some(mib) = args.drain_mib {
+            a.admin("POST", "/repl/realtime/stop", serde_json::json!({"sink": "dc2"}))?;
+            for i in 0..mib {
+                let r = s3a.put("drain", &format!("d-{i:05}"), &payload(1_000_000 + i, 1 << 20)).map_err(|e| e.to_string());
+                match r {
+                    Ok(r) if r.status == 200 => {}
+                    Ok(r) if r.status == 404 && i == 0 => {
+                        s3a.create_bucket("drain").map_err(|e| e.to_string())?;
+                        std::thread::sleep(Duration::from_millis(500));
+                        let r = s3a.put("drain", &format!("d-{i:05}"), &payload(1_000_000 + i, 1 << 20)).map_err(|e| e.to_string())?;
+                        if r.status != 200 {
+                            return Err(format!("PUT drain object: {}", r.status));
+                        }
+                    }
+                    Ok(r) => return Err(format!("PUT drain object: {}", r.status)),
+                    Err(e) => return Err(e),
+                }
+            }
+            let t = Instant::now();
+            a.admin("POST", "/repl/realtime/start", serde_json::json!({"sink": "dc2"}))?;
+            a.wait_drained("dc2", Duration::from_secs(900))?;
+            let secs = t.elapsed().as_secs_f64();
+            println!("realtime drain: {mib} MiB in {secs:.2} s = {:.1} MiB/s", mib as f64 / secs);
+        }
+        if let Some(mode) = &args.expect_mode {
+            check_modes(&a, &b, mode)?;
+            println!("every replication connection runs in mode {mode}");
+        }
+        let _ = total;
         if let Some(s) = a.sink_status("dc2") {
             println!(
                 "dc1 -> dc2: {} records / {} bytes sent and acknowledged, {} reconnects, mode {}",

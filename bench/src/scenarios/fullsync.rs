@@ -13,6 +13,7 @@
 //! - for the changed keys: twice their payload (key + value) plus the tree
 //!   exchange (the wire bytes of the run without differences).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use dataplane::demo::{free_base_port, Cluster, PORTS_PER_CLUSTER};
@@ -25,7 +26,7 @@ use crate::{anchors, Opts};
 
 const S: &str = "fullsync";
 const SIZE: usize = 100;
-const BUCKET: &str = "fs";
+const BUCKET: &str = "fsb";
 const THREADS: usize = 4;
 /// Bytes of a key hash in the key/hash list exchange anchor (xxh3-64).
 const HASH_BYTES: u64 = 8;
@@ -42,25 +43,42 @@ fn fs_status(src: &Cluster, sink: &str) -> Res<Value> {
 struct Run {
     secs: f64,
     wire: u64,
+    /// Source to sink, sink to source, connections opened.
+    up: u64,
+    down: u64,
+    conns: u64,
     status: Value,
 }
 
 /// Starts a fullsync and waits for it to complete; wire bytes from the proxy.
 fn fullsync(src: &Cluster, sink: &str, proxy: &ProxySet, limit: Duration) -> Res<Run> {
     let before = fs_status(src, sink)?["completed_runs"].as_u64().unwrap_or(0);
-    let c0 = proxy.counters.total();
+    let c = &proxy.counters;
+    let (u0, d0, n0) = (c.up.load(Relaxed), c.down.load(Relaxed), c.connections.load(Relaxed));
     let t = Instant::now();
     util::post(src, "/repl/fullsync/start", json!({"sink": sink}))?;
     loop {
         let s = fs_status(src, sink)?;
         if s["state"] != "running" && s["completed_runs"].as_u64().unwrap_or(0) > before {
-            return Ok(Run { secs: t.elapsed().as_secs_f64(), wire: proxy.counters.total() - c0, status: s });
+            let secs = t.elapsed().as_secs_f64();
+            let (up, down) = (c.up.load(Relaxed) - u0, c.down.load(Relaxed) - d0);
+            return Ok(Run { secs, wire: up + down, up, down, conns: c.connections.load(Relaxed) - n0, status: s });
         }
         if t.elapsed() > limit {
             return Err(format!("fullsync to {sink} did not complete within {limit:?}: {s}"));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Partition exchanges and retries of a run, from its status.
+fn attempts(st: &Value) -> String {
+    let parts = st["partitions"].as_array().cloned().unwrap_or_default();
+    let tries: u64 = parts.iter().map(|p| p["attempts"].as_u64().unwrap_or(0)).sum();
+    let mut errs: Vec<String> = parts.iter().filter_map(|p| p["error"].as_str()).filter(|e| !e.is_empty()).map(|e| e.to_string()).collect();
+    errs.sort();
+    errs.dedup();
+    format!("{} partition exchanges in {tries} attempts{}", parts.len(), if errs.is_empty() { String::new() } else { format!("; errors: {}", errs.join(" | ")) })
 }
 
 fn rsync_plain(src: &std::path::Path, dst: &std::path::Path) -> Res<()> {
@@ -116,9 +134,10 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     // 1. No differences.
     let r0 = fullsync(&src, "fs-sink", &proxy, Duration::from_secs(1800))?;
     let st = &r0.status;
+    println!("  {}", attempts(st));
     println!(
-        "fullsync, no differences: {:.3} s, {} wire bytes (segments differing {}, keys compared {}, objects sent {}, payload bytes sent {})",
-        r0.secs, r0.wire, st["segments_differing"], st["keys_compared"], st["objects_sent"], st["bytes_sent"]
+        "fullsync, no differences: {:.3} s, {} wire bytes ({} to the sink, {} back, {} connections; segments differing {}, keys compared {}, objects sent {}, payload bytes sent {})",
+        r0.secs, r0.wire, r0.up, r0.down, r0.conns, st["segments_differing"], st["keys_compared"], st["objects_sent"], st["bytes_sent"]
     );
     let key_bytes: u64 = (0..n).map(|i| (BUCKET.len() + 1 + key(i).len()) as u64).sum();
     let key_list = key_bytes + n as u64 * HASH_BYTES;
@@ -154,9 +173,10 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     let diff_payload: u64 = changed.iter().map(|&i| (BUCKET.len() + 1 + key(i).len() + SIZE) as u64).sum();
     let r1 = fullsync(&src, "fs-sink", &proxy, Duration::from_secs(1800))?;
     let st = &r1.status;
+    println!("  {}", attempts(st));
     println!(
-        "fullsync, {d} keys changed: {:.3} s, {} wire bytes (segments differing {}, keys compared {}, objects sent {}, payload bytes sent {})",
-        r1.secs, r1.wire, st["segments_differing"], st["keys_compared"], st["objects_sent"], st["bytes_sent"]
+        "fullsync, {d} keys changed: {:.3} s, {} wire bytes ({} to the sink, {} back, {} connections; segments differing {}, keys compared {}, objects sent {}, payload bytes sent {})",
+        r1.secs, r1.wire, r1.up, r1.down, r1.conns, st["segments_differing"], st["keys_compared"], st["objects_sent"], st["bytes_sent"]
     );
     // The changed keys arrived.
     let (mut a, mut b) = (util::client(src.s3), util::client(sink.s3));
@@ -173,7 +193,7 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     drop(src);
     drop(sink);
     drop(proxy);
-    let _ = std::fs::remove_dir_all(&root);
+    util::cleanup(&root);
 
     let tree = r0.wire;
     let budget = 2 * diff_payload + tree;

@@ -99,7 +99,7 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     src.wait_drained("lag-sink", Duration::from_secs(120))?;
     drop(src);
     drop(sink);
-    let _ = std::fs::remove_dir_all(&root);
+    util::cleanup(&root);
     Ok(vec![
         Figure::plain(S, "max_write_rate_1KiB_realtime_on", max_rate, "objects/s"),
         Figure::vs(S, "lag_p50_at_half_max_rate", l50, "ms", "PUT latency p50, same phase", p50, "").no_target(),

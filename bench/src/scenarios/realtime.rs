@@ -93,7 +93,7 @@ pub fn bulk(o: &Opts) -> Res<Vec<Figure>> {
     util::create_bucket(&p.src, "bulk")?;
     let (bytes, d) = load_and_drain(&p, "rt-sink", "bulk", "b", n, MIB)?;
     drop(p);
-    let _ = std::fs::remove_dir_all(&root);
+    util::cleanup(&root);
     Ok(vec![Figure::vs(S, "drain_1MiB_throughput", bytes as f64 / d.secs, "B/s", name, anchor, ">= 0.9")])
 }
 
@@ -113,7 +113,7 @@ pub fn small(o: &Opts) -> Res<Vec<Figure>> {
     util::create_bucket(&p.src, "small")?;
     let (_, d) = load_and_drain(&p, "small-sink", "small", "s", n, 1024)?;
     drop(p);
-    let _ = std::fs::remove_dir_all(&root);
+    util::cleanup(&root);
     Ok(vec![Figure::vs(S, "drain_1KiB_objects_per_sec", n as f64 / d.secs, "objects/s", "redis replica catch-up (1KiB SETs)", redis.per_sec(), ">= 3")])
 }
 
@@ -192,7 +192,7 @@ pub fn tls(o: &Opts) -> Res<Vec<Figure>> {
         return not_there("the replication connection is not encrypted", &format!("transport mode {:?}", d.tls_mode));
     }
     drop(p);
-    let _ = std::fs::remove_dir_all(&root);
+    util::cleanup(&root);
     Ok(vec![Figure::vs(S, &format!("drain_1MiB_throughput_{}", d.tls_mode), bytes as f64 / d.secs, "B/s", "openssl aes-128-gcm 16KiB 1 core", aes, ">= 0.7")])
 }
 
@@ -221,7 +221,7 @@ pub fn wan(o: &Opts) -> Res<Vec<Figure>> {
     println!("  (the proxy forwarded {} bytes over {conns} connections)", proxy.counters.total());
     drop(p);
     drop(proxy);
-    let _ = std::fs::remove_dir_all(&root);
+    util::cleanup(&root);
     let r = o.rtt_ms;
     Ok(vec![
         Figure::vs(S, &format!("drain_1MiB_steady_rtt_{r}ms"), d1.steady_bytes_per_sec, "B/s", "same, proxy without delay", d0.steady_bytes_per_sec, ">= 0.8"),

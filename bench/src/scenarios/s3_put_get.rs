@@ -44,6 +44,6 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
         figs.push(Figure::vs(S, &format!("get_{label}_{threads}_clients"), r.bytes_per_sec(), "B/s", "iperf3 1-stream loopback", iperf, ">= 0.8"));
     }
     drop(node);
-    let _ = std::fs::remove_dir_all(&root);
+    util::cleanup(&root);
     Ok(figs)
 }

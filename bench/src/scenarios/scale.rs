@@ -37,15 +37,15 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
         let sink = util::start(&dir, util::opts("size-sink", cores, NO_FULLSYNC))?;
         let src = util::start(&dir, util::opts("size-src", cores, NO_FULLSYNC))?;
         util::connect_enable(&src, &sink.repl.to_string(), "size-sink")?;
-        util::create_bucket(&src, "sz")?;
+        util::create_bucket(&src, "bysize")?;
         println!("\n{:>8} {:>8} {:>12} {:>12} {:>14} {:>12} {:>12}", "size", "objects", "PUT", "PUT obj/s", "drain", "drain obj/s", "drain s");
         for size in [1 << 10, 64 << 10, 1 << 20, 16 << 20, 64 << 20] {
             let n = (volume / size).clamp(4, small_cap);
             let label = size_label(size);
             let key = |i: usize| format!("{}/{i:07}", size_label(size));
-            let w = util::put_parallel(src.s3, "sz", n, size, THREADS, 5, &key)?;
+            let w = util::put_parallel(src.s3, "bysize", n, size, THREADS, 5, &key)?;
             let d = util::start_and_drain(&src, "size-sink", Duration::from_secs(600))?;
-            crate::scenarios::realtime::verify_sample(&sink, "sz", n, size, &key)?;
+            crate::scenarios::realtime::verify_sample(&sink, "bysize", n, size, &key)?;
             util::stop_realtime(&src, "size-sink")?;
             let drain = w.bytes as f64 / d.secs;
             println!("{label:>8} {n:>8} {:>12} {:>12.0} {:>14} {:>12.0} {:>12.3}", gbps(w.bytes_per_sec()), w.objects_per_sec(), gbps(drain), n as f64 / d.secs, d.secs);
@@ -64,9 +64,9 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
         let sink = util::start(&dir, util::opts("cores-sink", c, NO_FULLSYNC))?;
         let src = util::start(&dir, util::opts("cores-src", c, NO_FULLSYNC))?;
         util::connect_enable(&src, &sink.repl.to_string(), "cores-sink")?;
-        util::create_bucket(&src, "c")?;
+        util::create_bucket(&src, "bycores")?;
         let key = |i: usize| format!("o/{i:07}");
-        let w = util::put_parallel(src.s3, "c", n, 1 << 20, THREADS, 9, &key)?;
+        let w = util::put_parallel(src.s3, "bycores", n, 1 << 20, THREADS, 9, &key)?;
         let d = util::start_and_drain(&src, "cores-sink", Duration::from_secs(600))?;
         let drain = w.bytes as f64 / d.secs;
         println!("{c:>6} {:>12} {:>14}", gbps(w.bytes_per_sec()), gbps(drain));
@@ -82,7 +82,7 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     let steps: Vec<usize> = if o.quick { vec![0, 20_000, 50_000] } else { vec![0, 100_000, 300_000, 1_000_000] };
     let dir = root.join("keys");
     let mut node = util::start(&dir, util::opts("keys", cores, ""))?;
-    util::create_bucket(&node, "k")?;
+    util::create_bucket(&node, "keys")?;
     let mut written = 0;
     let mut rss0 = None;
     println!("\n{:>9} {:>12} {:>14} {:>10} {:>14}", "keys", "index bytes", "bytes/key", "restart s", "RSS after");
@@ -90,7 +90,7 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
         if target > written {
             let from = written;
             let key = move |i: usize| format!("key/{:010}", from + i);
-            util::put_parallel(node.s3, "k", target - written, 100, THREADS, 13, &key)?;
+            util::put_parallel(node.s3, "keys", target - written, 100, THREADS, 13, &key)?;
             written = target;
         }
         let st = node.admin("GET", "/status", Value::Null)?;
@@ -112,6 +112,6 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
         }
     }
     drop(node);
-    let _ = std::fs::remove_dir_all(&root);
+    util::cleanup(&root);
     Ok(figs)
 }
