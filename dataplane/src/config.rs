@@ -145,6 +145,9 @@ pub struct ReplConfig {
     /// Realtime batch limits.
     pub batch_max_bytes: usize,
     pub batch_max_records: usize,
+    /// How long an idle realtime sender waits for new records or an ack
+    /// before polling the log again (a batch is sent as soon as records are
+    /// there; this bounds the added latency when the log was empty).
     pub batch_linger_ms: u64,
     /// Unacknowledged bytes in flight per (sink, core) connection.
     pub window_bytes: usize,
@@ -372,6 +375,9 @@ impl Config {
         if s.keys.is_empty() && s.anonymous == Anonymous::None {
             return bad("s3.keys", "[]", "configure at least one access key, or allow anonymous access with s3.anonymous = \"read\" or \"all\"");
         }
+        if s.max_connections_per_core == 0 {
+            return bad("s3.max_connections_per_core", s.max_connections_per_core, "at least 1");
+        }
         if s.idle_timeout_ms < 100 {
             return bad("s3.idle_timeout_ms", s.idle_timeout_ms, "at least 100");
         }
@@ -401,14 +407,34 @@ impl Config {
         if r.window_bytes < r.batch_max_bytes {
             return bad("repl.window_bytes", r.window_bytes, "at least repl.batch_max_bytes");
         }
-        if r.heartbeat_ms == 0 || r.peer_timeout_ms < 2 * r.heartbeat_ms {
-            return bad("repl.peer_timeout_ms", r.peer_timeout_ms, "at least twice repl.heartbeat_ms");
+        if r.batch_linger_ms == 0 || r.batch_linger_ms > 1000 {
+            return bad("repl.batch_linger_ms", r.batch_linger_ms, "between 1 and 1000");
         }
-        if r.reconnect_min_ms == 0 || r.reconnect_max_ms < r.reconnect_min_ms {
-            return bad("repl.reconnect_max_ms", r.reconnect_max_ms, "at least repl.reconnect_min_ms, which must be > 0");
+        if r.heartbeat_ms == 0 {
+            return bad("repl.heartbeat_ms", r.heartbeat_ms, "at least 1");
         }
-        if r.max_fssource_node == 0 || r.max_fssink_node == 0 || r.max_fssource_cluster == 0 {
-            return bad("repl.max_fssource_node", r.max_fssource_node, "fullsync concurrency limits must be at least 1");
+        if r.peer_timeout_ms < 2 * r.heartbeat_ms {
+            return bad("repl.peer_timeout_ms", r.peer_timeout_ms, &format!("at least twice repl.heartbeat_ms ({})", r.heartbeat_ms));
+        }
+        if r.reconnect_min_ms == 0 {
+            return bad("repl.reconnect_min_ms", r.reconnect_min_ms, "at least 1");
+        }
+        if r.reconnect_max_ms < r.reconnect_min_ms {
+            return bad("repl.reconnect_max_ms", r.reconnect_max_ms, &format!("at least repl.reconnect_min_ms ({})", r.reconnect_min_ms));
+        }
+        for (k, v) in [("repl.max_fssource_node", r.max_fssource_node), ("repl.max_fssink_node", r.max_fssink_node), ("repl.max_fssource_cluster", r.max_fssource_cluster)] {
+            if v == 0 {
+                return bad(k, v, "fullsync concurrency limits must be at least 1");
+            }
+        }
+        if r.fullsync_interval_min == 0 {
+            return bad("repl.fullsync_interval_min", r.fullsync_interval_min, "at least 1 (minutes)");
+        }
+        if r.fullsync_retry_max == 0 {
+            return bad("repl.fullsync_retry_max", r.fullsync_retry_max, "at least 1");
+        }
+        if r.proxy_get_timeout_ms < 100 {
+            return bad("repl.proxy_get_timeout_ms", r.proxy_get_timeout_ms, "at least 100");
         }
         if r.max_retained_bytes < 1 << 20 {
             return bad("repl.max_retained_bytes", r.max_retained_bytes, "at least 1048576");

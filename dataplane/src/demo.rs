@@ -115,7 +115,7 @@ impl Cluster {
             opts.ring_size,
             opts.log_level,
             opts.name,
-            merge_section(&opts.extra)
+            opts.extra
         );
         std::fs::write(dir.join("dataplane.toml"), cfg).map_err(|e| e.to_string())?;
         let mut c = Cluster { name: opts.name.clone(), dir, s3, admin, repl, opts, child: None };
@@ -254,12 +254,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// `extra` may carry `[repl]` keys; the base config also has a `[repl]`
-/// section, so such keys are moved under it.
-fn merge_section(extra: &str) -> String {
-    extra.to_string()
 }
 
 /// Deterministic payload for object `i`.

@@ -120,7 +120,17 @@ fn main() {
         Cmd::Status { admin, json } => status(&admin, json),
         Cmd::Repl { admin, cmd } => repl::cli::run(&admin.admin, &admin.token, cmd),
         Cmd::DefaultConfig => {
-            print!("{}", config::Config::default().to_toml());
+            print!(
+                "# dataplane configuration with every key at its default (see docs/operations.md).\n\
+                 # Before `dataplane serve` accepts it, add at least one S3 access key:\n\
+                 #\n\
+                 #   [[s3.keys]]\n\
+                 #   access_key = \"AKIA...\"\n\
+                 #   secret_key = \"...\"\n\
+                 #\n\
+                 # or allow anonymous access with s3.anonymous = \"read\" or \"all\".\n\n{}",
+                config::Config::default().to_toml()
+            );
             0
         }
     };

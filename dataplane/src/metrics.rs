@@ -91,7 +91,6 @@ pub struct CoreMetrics {
     pub connections_total: AtomicU64,
     pub connections_refused: AtomicU64,
     pub bad_requests: AtomicU64,
-    pub cross_core_calls: AtomicU64,
 }
 
 impl Default for CoreMetrics {
@@ -107,7 +106,6 @@ impl Default for CoreMetrics {
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
-            cross_core_calls: AtomicU64::new(0),
         }
     }
 }

@@ -157,32 +157,57 @@ impl Core {
 }
 
 /// Loads or creates the cluster identity kept in the data directory.
-fn cluster_identity(dir: &std::path::Path, default_name: &str) -> std::io::Result<(u64, String)> {
+/// Reads (or creates) the `CLUSTER` file: the cluster's random id, its name
+/// and the ring size the data directory was laid out with. Objects are placed
+/// by `hash % ring_size`, so reopening a directory with another ring size
+/// would hide every object; that is refused.
+fn cluster_identity(dir: &std::path::Path, default_name: &str, ring: u32) -> Result<(u64, String), String> {
     let path = dir.join("CLUSTER");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let mut id = None;
         let mut name = None;
+        let mut stored_ring = None;
         for line in text.lines() {
             if let Some(v) = line.strip_prefix("id=") {
                 id = u64::from_str_radix(v.trim(), 16).ok();
             } else if let Some(v) = line.strip_prefix("name=") {
                 name = Some(v.trim().to_string());
+            } else if let Some(v) = line.strip_prefix("ring=") {
+                stored_ring = v.trim().parse::<u32>().ok();
             }
         }
         if let (Some(id), Some(name)) = (id, name) {
+            match stored_ring {
+                Some(r) if r != ring => {
+                    return Err(format!(
+                        "{} was created with node.ring_size = {r} but the configuration says {ring}; objects are placed by \
+                         hash modulo the ring size, so set node.ring_size = {r} (changing the ring size of existing data is not supported)",
+                        path.display()
+                    ))
+                }
+                Some(_) => {}
+                None => save_cluster_identity_ring(dir, id, &name, ring).map_err(|e| e.to_string())?,
+            }
+            if name != default_name {
+                log::warn!(
+                    "cluster.name in the configuration is {default_name:?} but this cluster is named {name:?} \
+                     (set with `dataplane repl clustername`); using {name:?}"
+                );
+            }
             return Ok((id, name));
         }
     }
     let mut b = [0u8; 8];
-    getrandom::getrandom(&mut b).map_err(|e| std::io::Error::other(e.to_string()))?;
+    getrandom::getrandom(&mut b).map_err(|e| e.to_string())?;
     let id = u64::from_le_bytes(b) | 1;
-    save_cluster_identity(dir, id, default_name)?;
+    save_cluster_identity_ring(dir, id, default_name, ring).map_err(|e| e.to_string())?;
     Ok((id, default_name.to_string()))
 }
 
-pub fn save_cluster_identity(dir: &std::path::Path, id: u64, name: &str) -> std::io::Result<()> {
+/// Rewrites the `CLUSTER` file atomically (temp file, fsync, rename, fsync dir).
+pub fn save_cluster_identity_ring(dir: &std::path::Path, id: u64, name: &str, ring: u32) -> std::io::Result<()> {
     let tmp = dir.join("CLUSTER.tmp");
-    std::fs::write(&tmp, format!("id={id:016x}\nname={name}\n"))?;
+    std::fs::write(&tmp, format!("id={id:016x}\nname={name}\nring={ring}\n"))?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, dir.join("CLUSTER"))?;
     std::fs::File::open(dir)?.sync_all()
@@ -239,7 +264,8 @@ pub fn start(cfg: Config, on_start: StartHook) -> Result<Running, String> {
     raise_memlock();
     let dir = StoreDir::open(&cfg.node.data_dir).map_err(|e| e.to_string())?;
     let (cluster_id, cluster_name) =
-        cluster_identity(dir.path(), &cfg.cluster.name).map_err(|e| format!("cluster identity in {}: {e}", dir.path().display()))?;
+        cluster_identity(dir.path(), &cfg.cluster.name, cfg.node.ring_size)
+            .map_err(|e| format!("cluster identity in {}: {e}", dir.path().display()))?;
     let repl = Arc::new(crate::repl::Shared::load(dir.path(), &cfg.tls)?);
     let cores = cfg.cores();
     let mut senders = Vec::new();

@@ -59,7 +59,9 @@ pub enum SyncMode {
     /// Appends are acknowledged once written (O_DIRECT, survives a process
     /// crash); an fdatasync follows within the interval.
     Interval(Duration),
-    /// Appends are acknowledged once in memory; written when buffers fill.
+    /// No fdatasync (except when a segment is sealed or the partition
+    /// closes): `wait_durable` returns at once, `wait_written` still waits
+    /// for the O_DIRECT write.
     None,
 }
 
@@ -1209,8 +1211,14 @@ impl Partition {
         LsnIter { after, pos: None, generation: u64::MAX }
     }
 
-    /// Damaged regions found so far (recovery and reads).
+    /// Damaged regions found so far (recovery and reads). A damaged key
+    /// that is back in the index (fullsync repaired it) is no longer listed.
     pub fn damage(&self) -> Vec<Damage> {
+        let ix = self.0.index.borrow();
+        self.0.damage.borrow_mut().retain(|d| match &d.key {
+            Some(k) => ix.get(k).is_none(),
+            None => true,
+        });
         self.0.damage.borrow().clone()
     }
 
@@ -1370,7 +1378,10 @@ impl Partition {
             appended_bytes: inner.counters.appended_bytes.get(),
             unflushed_bytes: inner.unflushed.get() as u64,
             index_heap_bytes: ix.heap_bytes() as u64,
-            damaged: inner.damage.borrow().len() as u64,
+            damaged: {
+                let ix = inner.index.borrow();
+                inner.damage.borrow().iter().filter(|d| d.key.as_ref().map(|k| ix.get(k).is_none()).unwrap_or(true)).count() as u64
+            },
             cursors: inner.cursors.borrow().len() as u64,
             compactions: inner.counters.compactions.get(),
             compacted_bytes: inner.counters.compacted_bytes.get(),
@@ -1448,8 +1459,16 @@ impl LsnIter {
 
     /// The next record, or None when caught up with the head.
     pub fn next(&mut self, p: &Partition) -> Option<Result<RecordView>> {
+        self.next_upto(p, u64::MAX)
+    }
+
+    /// The next record with an LSN up to `limit` (for example the written
+    /// LSN: realtime ships only records that survive a crash of this
+    /// process, so an LSN is never handed out twice to a sink).
+    pub fn next_upto(&mut self, p: &Partition, limit: Lsn) -> Option<Result<RecordView>> {
+        let limit = limit.min(p.head_lsn());
         loop {
-            if self.after >= p.head_lsn() {
+            if self.after >= limit {
                 return None;
             }
             if self.pos.is_none() || p.0.segs.borrow().generation != self.generation {
@@ -1488,6 +1507,11 @@ impl LsnIter {
             self.pos = Some(IterPos { seg: pos.seg, off: pos.off + view.header.padded_len() as u64 });
             if view.header.lsn <= self.after {
                 continue;
+            }
+            if view.header.lsn > limit {
+                // Not yet: come back to this record later.
+                self.pos = Some(pos);
+                return None;
             }
             if view.header.kind.is_internal() {
                 // Seals and pads are consumed (the position moves past them)

@@ -51,6 +51,8 @@ pub enum FrameError {
     BadBody { kind: MsgKind, detail: String },
     #[error("frame kind {header:?} does not match its body {body:?}")]
     KindMismatch { header: MsgKind, body: MsgKind },
+    #[error("frame carries protocol version {got} but version {agreed} was agreed on this connection")]
+    VersionMismatch { got: u16, agreed: u16 },
     #[error("{kind:?} frames carry no payload, got {len} bytes")]
     UnexpectedPayload { kind: MsgKind, len: u32 },
 }

@@ -27,6 +27,9 @@ use std::collections::BTreeSet;
 use crate::msg::*;
 use crate::{ProtoError, MAX_KEYS_PER_LIST, MAX_KEY_LIST_BYTES};
 
+/// Most keys one tree segment may list (all its key lists together).
+pub const MAX_KEYS_PER_SEGMENT: usize = 4 << 20;
+
 /// Segments whose hashes differ.
 pub fn diff_segments(local: &[u64], remote: &[u64]) -> Vec<u32> {
     assert_eq!(local.len(), remote.len());
@@ -181,6 +184,9 @@ impl FsSource {
                 }
                 let mut entries = match partial.take() {
                     Some((seg, mut acc)) if seg == l.segment => {
+                        if acc.len() + l.entries.len() > MAX_KEYS_PER_SEGMENT {
+                            return Err(ProtoError::new(format!("segment {seg} of partition {p} lists more than {MAX_KEYS_PER_SEGMENT} keys")));
+                        }
                         acc.extend(l.entries);
                         acc
                     }

@@ -44,6 +44,9 @@ pub struct DataHello {
     /// ...and the source's durable cursor of each: the sink treats
     /// everything up to it as applied.
     pub cursors: Vec<u64>,
+    /// Random per start of the source process: what a sink remembers about
+    /// LSNs applied from a source is only valid for the same incarnation.
+    pub incarnation: u64,
     /// 1 = realtime, 2 = fullsync.
     pub purpose: u8,
 }

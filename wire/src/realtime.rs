@@ -210,6 +210,9 @@ impl RealtimeSink {
         let Some(&applied) = self.applied.get(&b.partition) else {
             return Err(ProtoError::new(format!("batch for partition {} which this connection does not carry", b.partition)));
         };
+        if b.records as usize > crate::MAX_RECORDS_PER_BATCH {
+            return Err(ProtoError::new(format!("batch {} carries {} records, over MAX_RECORDS_PER_BATCH ({})", b.seq, b.records, crate::MAX_RECORDS_PER_BATCH)));
+        }
         let carrier = b.upto_lsn == b.after_lsn && b.records > 0;
         if b.upto_lsn < b.after_lsn || (b.upto_lsn == b.after_lsn && !carrier) {
             return Err(ProtoError::new(format!("batch {} of partition {} covers an empty range ({}..{}]", b.seq, b.partition, b.after_lsn, b.upto_lsn)));

@@ -82,9 +82,9 @@ async fn handle_inner(c: &Rc<Core>, method: &str, path: &str, body: &Value) -> R
                 return Err(AdminResponse::error(400, format!("cluster name {name:?}: use 1 to 64 letters, digits, '-', '_' or '.'")));
             }
             *c.node.cluster_name.write().unwrap() = name.clone();
-            let (dir, id, n2) = (c.node.data_dir.clone(), c.node.cluster_id, name.clone());
+            let (dir, id, n2, ring) = (c.node.data_dir.clone(), c.node.cluster_id, name.clone(), c.node.ring);
             glommio::executor()
-                .spawn_blocking(move || crate::runtime::save_cluster_identity(&dir, id, &n2))
+                .spawn_blocking(move || crate::runtime::save_cluster_identity_ring(&dir, id, &n2, ring))
                 .await
                 .map_err(|e| AdminResponse::error(500, format!("saving the cluster name: {e}")))?;
             log::info!("cluster renamed to {name:?}");
@@ -108,6 +108,7 @@ async fn handle_inner(c: &Rc<Core>, method: &str, path: &str, body: &Value) -> R
                     dirty: false,
                     dirty_since_ms: 0,
                     fullsync: Default::default(),
+                    created_ms: now_ms(),
                 });
                 e.addr = addr.clone();
                 e.name = hello.cluster_name.clone();

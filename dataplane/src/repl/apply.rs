@@ -86,17 +86,23 @@ pub async fn apply_records(
         let bytes = &payload[off..off + h.len as usize];
         let mut routed = decode_routed(&bytes[h.meta_range()]);
         if routed.contains(&me) {
-            continue;
+            // Realtime: a record that passed through here already is a loop.
+            // Fullsync (repair): it is this cluster's own record coming back
+            // to repair a lost or damaged copy.
+            if !repair {
+                continue;
+            }
+        } else {
+            if routed.len() >= MAX_ROUTED_CLUSTERS {
+                log::warn!("dropping a record from cluster {source:016x} that passed through {} clusters already", routed.len());
+                continue;
+            }
+            routed.push(me);
         }
-        if routed.len() >= MAX_ROUTED_CLUSTERS {
-            log::warn!("dropping a record from cluster {source:016x} that passed through {} clusters already", routed.len());
-            continue;
-        }
-        routed.push(me);
         c.node.hlc.observe(h.version.hlc);
-        stats.records += 1;
-        stats.bytes += h.len as u64;
         if h.kind == Kind::Block {
+            stats.records += 1;
+            stats.bytes += h.len as u64;
             // Blocks go to their own cores, in parallel, durable before the
             // manifest that follows them is written.
             let (c2, pl) = (c.clone(), payload.clone());
@@ -106,6 +112,8 @@ pub async fn apply_records(
         if skip_through.map(|s| h.lsn <= s).unwrap_or(false) {
             continue;
         }
+        stats.records += 1;
+        stats.bytes += h.len as u64;
         for t in blocks.drain(..) {
             t.await?;
         }

@@ -73,7 +73,7 @@ pub enum FsCmd {
         #[arg(long)]
         wait: bool,
     },
-    /// Stop a running fullsync (it resumes from its progress when started again).
+    /// Stop a running fullsync (`start` resumes it where it stopped).
     Stop { sink: String },
     /// Fullsync status per sink and partition.
     Status {
@@ -165,10 +165,10 @@ fn fullsync_cmd(admin: &str, token: &str, cmd: FsCmd) -> Result<(), String> {
         FsCmd::Disable { sink } => call(admin, token, "POST", "/repl/fullsync/disable", json!({"sink": sink})).map(|_| println!("fullsync to {sink} disabled")),
         FsCmd::Stop { sink } => call(admin, token, "POST", "/repl/fullsync/stop", json!({"sink": sink})).map(|_| println!("fullsync to {sink} stopped")),
         FsCmd::Start { sink, wait } => {
-            call(admin, token, "POST", "/repl/fullsync/start", json!({"sink": sink}))?;
-            println!("fullsync to {sink} started");
+            let v = call(admin, token, "POST", "/repl/fullsync/start", json!({"sink": sink}))?;
+            println!("fullsync to {sink}: {}", v["fullsync"].as_str().unwrap_or("started"));
             if wait {
-                wait_fullsync(admin, token, &sink)?;
+                wait_fullsync(admin, token, &sink, v["completed_runs"].as_u64().unwrap_or(0))?;
             }
             Ok(())
         }
@@ -182,8 +182,9 @@ fn fullsync_cmd(admin: &str, token: &str, cmd: FsCmd) -> Result<(), String> {
     }
 }
 
-/// Shows a progress bar until the sink's fullsync ends.
-fn wait_fullsync(admin: &str, token: &str, sink: &str) -> Result<(), String> {
+/// Shows a progress bar until the sink's fullsync ends (a run completes
+/// after `before` completed runs, or the run stops with an error).
+fn wait_fullsync(admin: &str, token: &str, sink: &str, before: u64) -> Result<(), String> {
     use std::io::Write;
     let mut seen_running = false;
     loop {
@@ -204,10 +205,10 @@ fn wait_fullsync(admin: &str, token: &str, sink: &str) -> Result<(), String> {
             s["bytes_sent"]
         );
         let _ = std::io::stdout().flush();
-        if !running && (seen_running || s["last_completed_ms"].as_u64().unwrap_or(0) > 0) {
+        let completed = s["completed_runs"].as_u64().unwrap_or(0) > before;
+        if !running && (completed || (seen_running && !s["last_error"].as_str().unwrap_or("").is_empty())) {
             println!();
-            let ok = s["last_error"].as_str().unwrap_or("").is_empty();
-            if ok {
+            if completed {
                 println!("fullsync to {sink} finished in {} ms", s["last_duration_ms"]);
                 return Ok(());
             }

@@ -144,6 +144,7 @@ pub async fn listen(c: Rc<Core>) {
 
 async fn serve_control(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), String> {
     let peer_addr = stream.peer_addr().map_err(|e| e.to_string())?;
+    let local_ip = stream.local_addr().ok().map(|a| a.ip());
     let t = super::tls::server(&c, stream).await.map_err(|e| format!("refused {peer_addr}: {e}"))?;
     let mut conn = FrameConn::new(t, peer_addr);
     let first = with_timeout(HELLO_TIMEOUT_MS, conn.read_frame()).await.ok_or("no hello within the timeout")?;
@@ -152,7 +153,7 @@ async fn serve_control(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(
         let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, "expected a hello"), &[]).await;
         return Err(format!("expected a hello, got {:?}", msg.kind()));
     };
-    let local = local_hello(&c, ROLE_SINK);
+    let local = local_hello(&c, ROLE_SINK, local_ip);
     let (reply, version) = answer_hello(&local, &peer);
     conn.write_frame(&reply, &[]).await.map_err(|e| e.to_string())?;
     let Some(version) = version else {
@@ -162,7 +163,7 @@ async fn serve_control(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(
         conn.close().await;
         return Ok(());
     };
-    conn.version = version;
+    conn.agree_version(version);
     let shared = c.node.repl.clone();
     log::info!("cluster {:?} ({}) connected as a source from {peer_addr} ({}, protocol v{version})", peer.cluster_name, peer.node_addr, conn.mode());
     let prev = shared.sources.lock().unwrap().get(&peer.cluster_id).cloned();
@@ -250,7 +251,7 @@ pub async fn open(c: &Rc<Core>, addr: &str) -> Result<(FrameConn, wire::Hello, u
     let (stream, sa) = net::connect(addr, Duration::from_secs(5)).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let t = super::tls::client(c, stream, addr).await?;
     let mut conn = FrameConn::new(t, sa);
-    let (mut client, hello) = CmClient::start(local_hello(c, ROLE_SOURCE));
+    let (mut client, hello) = CmClient::start(local_hello(c, ROLE_SOURCE, None));
     conn.write_frame(&hello, &[]).await.map_err(|e| format!("{addr}: {e}"))?;
     let answer = with_timeout(HELLO_TIMEOUT_MS, conn.read_frame()).await.ok_or_else(|| format!("{addr} did not answer the hello"))?;
     let (m, _) = answer.map_err(|e| format!("{addr}: {e}"))?;
@@ -260,7 +261,7 @@ pub async fn open(c: &Rc<Core>, addr: &str) -> Result<(FrameConn, wire::Hello, u
     }
     match client.state().clone() {
         ClientState::Established { version, peer } => {
-            conn.version = version;
+            conn.agree_version(version);
             Ok((conn, peer, version))
         }
         ClientState::Refused(why) => {
@@ -384,7 +385,11 @@ async fn control_loop(c: &Rc<Core>, sink: u64, mut conn: FrameConn) -> String {
                         .detach();
                     }
                     Msg::Error(e) => break format!("sink reported: {}", e.message),
-                    other => break format!("unexpected {:?} frame", other.kind()),
+                    other => {
+                        let why = format!("unexpected {:?} frame on the control connection", other.kind());
+                        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, why.clone()), &[]).await;
+                        break why;
+                    }
                 }
             }
             Event::Frame(Err(e)) => break e.to_string(),

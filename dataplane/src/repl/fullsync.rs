@@ -37,6 +37,9 @@ pub const MAX_PUSHES_IN_FLIGHT: u64 = 4;
 const MAX_RETRY_BACKOFF_MS: u64 = 60_000;
 /// Coordinator tick.
 const TICK_MS: u64 = 250;
+/// A run that failed or was stopped is not restarted by a schedule trigger
+/// sooner than this after it started.
+const FAILED_RUN_COOLDOWN_MS: u64 = 60_000;
 /// Rounds of a run (1: all but manifests, 2: everything).
 pub const ROUNDS: u8 = 2;
 
@@ -55,6 +58,10 @@ pub struct Progress {
     /// Number of completed runs.
     #[serde(default)]
     pub completed_runs: u64,
+    /// Stopped by the operator: the next `start` resumes this run, and
+    /// scheduled triggers leave it alone.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -122,21 +129,23 @@ async fn kicked() {
     .await
 }
 
-/// Fullsync bytes budget per sink (token bucket, shared by every core).
+/// Fullsync byte budget of one sink on one core: a virtual clock that
+/// advances by each send's cost at the configured rate.
 #[derive(Default)]
 pub struct RateLimit {
-    /// ms timestamp at which the bucket is empty again (virtual clock).
+    /// Microsecond timestamp at which the budget is free again.
     next_free_us: AtomicU64,
 }
 
 impl RateLimit {
-    /// Waits until `bytes` may be sent at `rate` bytes/s (0 = unlimited).
-    pub async fn take(&self, bytes: u64, rate: u64) {
+    /// Reserves `bytes` at `rate` bytes/s (0 = unlimited) and returns how
+    /// long to wait before sending them.
+    pub fn reserve(&self, bytes: u64, rate: u64) -> Duration {
         if rate == 0 {
-            return;
+            return Duration::ZERO;
         }
         let now = now_ms() * 1000;
-        let cost = bytes * 1_000_000 / rate;
+        let cost = bytes.saturating_mul(1_000_000) / rate;
         let mut cur = self.next_free_us.load(Ordering::Relaxed);
         let start = loop {
             let start = cur.max(now);
@@ -145,9 +154,7 @@ impl RateLimit {
                 Err(x) => cur = x,
             }
         };
-        if start > now {
-            glommio::timer::sleep(Duration::from_micros(start - now)).await;
-        }
+        Duration::from_micros(start.saturating_sub(now))
     }
 }
 
@@ -192,10 +199,16 @@ pub async fn coordinate(c: Rc<Core>) {
                 (rec, std::mem::take(&mut run.start_requested))
             });
             if !progress.running {
-                let due_interval = s.fullsync_enabled && progress.last_completed_ms > 0 && now_ms() >= progress.last_completed_ms + interval_ms(&c, &s);
+                let now = now_ms();
+                // Never two runs back to back: a failed or stopped run is
+                // retried by schedule no sooner than this after it started.
+                let cooled = now >= progress.started_ms + FAILED_RUN_COOLDOWN_MS;
+                let since = progress.last_completed_ms.max(s.created_ms);
+                let due_interval = s.fullsync_enabled && since > 0 && now >= since + interval_ms(&c, &s) && now >= progress.started_ms + interval_ms(&c, &s);
                 let due_connect = s.fullsync_enabled && reconnected && cfg.fullsync_on_connect;
-                let due_dirty = s.fullsync_enabled && s.dirty && connected;
-                if requested || due_interval || due_connect || due_dirty {
+                let due_dirty = s.fullsync_enabled && s.dirty && connected && cooled;
+                let automatic = !progress.paused && (due_interval || due_connect || due_dirty);
+                if requested || automatic {
                     let why = if requested {
                         "requested"
                     } else if due_dirty {
@@ -205,13 +218,19 @@ pub async fn coordinate(c: Rc<Core>) {
                     } else {
                         "interval elapsed"
                     };
-                    log::info!("fullsync to sink {:?} starting: {why}", s.name);
+                    let resume = requested && progress.paused;
                     progress.running = true;
-                    progress.started_ms = now_ms();
-                    progress.round = 1;
-                    progress.done_partitions.clear();
-                    progress.totals = Totals::default();
+                    progress.paused = false;
                     progress.last_error.clear();
+                    if resume {
+                        log::info!("fullsync to sink {:?} resuming at round {} with {} partitions done", s.name, progress.round, progress.done_partitions.len());
+                    } else {
+                        log::info!("fullsync to sink {:?} starting: {why}", s.name);
+                        progress.started_ms = now;
+                        progress.round = 1;
+                        progress.done_partitions.clear();
+                        progress.totals = Totals::default();
+                    }
                     RUNS.with(|r| {
                         let mut r = r.borrow_mut();
                         let run = r.get_mut(&id).unwrap();
@@ -422,7 +441,7 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
     let (stream, sa) = net::connect(&addr, Duration::from_secs(5)).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let t = super::tls::client(&c, stream, &addr).await?;
     let mut conn = FrameConn::new(t, sa);
-    conn.version = peer.version;
+    conn.agree_version(peer.version);
     let hello = Msg::DataHello(DataHello {
         cluster_id: c.node.cluster_id,
         cluster_name: c.node.cluster_name(),
@@ -430,6 +449,7 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
         source_core: c.id as u32,
         partitions: vec![p],
         cursors: vec![0],
+        incarnation: shared.incarnation,
         purpose: PURPOSE_FULLSYNC,
     });
     conn.write_frame(&hello, &[]).await.map_err(|e| e.to_string())?;
@@ -449,7 +469,12 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
         part.tree_segment_entries(s).into_iter().map(|e| LocalEntry { key: e.key, hlc: e.version.hlc, cluster: e.version.cluster, vhash: e.vhash }).collect()
     };
     let limiter = rate_limit(sink);
-    let rate = cfg.fullsync_max_bytes_per_sec / c.node.cores.max(1) as u64;
+    // The per-sink cap is split evenly across this node's cores (each has
+    // its own budget); a tiny cap still limits (at least 1 byte/s a core).
+    let rate = match cfg.fullsync_max_bytes_per_sec {
+        0 => 0,
+        r => (r / c.node.cores.max(1) as u64).max(1),
+    };
     // Steps produced by frames, handled in order. Frames read while waiting
     // for push acks may produce more steps (key lists of later segments);
     // they join the queue.
@@ -523,7 +548,18 @@ async fn push_keys(
                 steps.extend(machine.on_msg(m, lh, ls).map_err(|e| e.to_string())?);
             }
         }
-        limiter.take(bytes as u64, rate).await;
+        // Throttled: wait, with heartbeats so that the sink does not take
+        // the pause for a dead peer.
+        let mut wait = limiter.reserve(bytes as u64, rate);
+        let beat = Duration::from_millis(cfg.heartbeat_ms);
+        while !wait.is_zero() {
+            let step = wait.min(beat);
+            glommio::timer::sleep(step).await;
+            wait -= step;
+            if !wait.is_zero() {
+                conn.write_frame(&Msg::Heartbeat(wire::Heartbeat { now_ms: now_ms() }), &[]).await.map_err(|e| e.to_string())?;
+            }
+        }
         let push = machine.push(views.len() as u32, bytes as u64);
         let mut chunks: Vec<Chunk<'_>> = Vec::with_capacity(views.len() * 2);
         for v in &views {
@@ -567,7 +603,7 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
         return Err("a fullsync connection carries exactly one partition".into());
     };
     if p >= c.node.ring || c.node.owner(p) != c.id {
-        let msg = format!("partition {p} is not owned by core {} here", c.id);
+        let msg = format!("partition {p} is not owned by core {} of cluster {:?} (ring {}, {} cores)", c.id, c.node.cluster_name(), c.node.ring, c.node.cores);
         let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
         return Err(msg);
     }
@@ -601,7 +637,9 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
             Msg::FsDiff(d) if d.partition == p => {
                 for seg in d.segments {
                     if seg >= part.tree_segments() {
-                        return Err(format!("fullsync diff names segment {seg} of {}", part.tree_segments()));
+                        let msg = format!("fullsync diff names segment {seg}, but partition {p} has {} tree segments", part.tree_segments());
+                        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
+                        return Err(msg);
                     }
                     let entries: Vec<FsEntry> = part
                         .tree_segment_entries(seg)
@@ -650,15 +688,20 @@ pub async fn admin(c: &Rc<Core>, method: &str, path: &str, body: &Value) -> Resu
         ("POST", "disable") => persist(c, id, |x| x.fullsync_enabled = false).await.map_err(|e| AdminResponse::error(500, e))?,
         ("POST", "start") => {
             if s.fullsync.running {
-                return Ok(AdminResponse::json(200, json!({"sink": s.name, "fullsync": "already running"})));
+                return Ok(AdminResponse::json(200, json!({"sink": s.name, "fullsync": "already running", "completed_runs": s.fullsync.completed_runs})));
             }
             RUNS.with(|r| r.borrow_mut().entry(id).or_default().start_requested = true);
             kick();
+            let mode = if s.fullsync.paused { "resuming" } else { "starting" };
+            return Ok(AdminResponse::json(200, json!({"sink": s.name, "fullsync": mode, "completed_runs": s.fullsync.completed_runs})));
         }
         ("POST", "stop") => {
             persist(c, id, |x| {
-                x.fullsync.running = false;
-                x.fullsync.last_error = "stopped by the operator".into();
+                if x.fullsync.running {
+                    x.fullsync.running = false;
+                    x.fullsync.paused = true;
+                    x.fullsync.last_error = "stopped by the operator; `fullsync start` resumes it".into();
+                }
             })
             .await
             .map_err(|e| AdminResponse::error(500, e))?;
@@ -689,12 +732,20 @@ pub fn sink_status(c: &Rc<Core>, s: &SinkCfg) -> Value {
             None => (Vec::new(), 0),
         }
     });
-    let done = if p.running { (p.round.max(1) as u64 - 1) * ring + p.done_partitions.len() as u64 } else if p.last_completed_ms > 0 { ring * ROUNDS as u64 } else { 0 };
-    let next = if s.fullsync_enabled && p.last_completed_ms > 0 { Some(p.last_completed_ms + interval_ms(c, s)) } else { None };
+    let unfinished = p.running || p.paused || !p.last_error.is_empty();
+    let done = if unfinished {
+        (p.round.max(1) as u64 - 1) * ring + p.done_partitions.len() as u64
+    } else if p.last_completed_ms > 0 {
+        ring * ROUNDS as u64
+    } else {
+        0
+    };
+    let since = p.last_completed_ms.max(s.created_ms);
+    let next = if s.fullsync_enabled && since > 0 { Some((since + interval_ms(c, s)).max(p.started_ms + interval_ms(c, s))) } else { None };
     json!({
         "sink": s.name,
         "enabled": s.fullsync_enabled,
-        "state": if p.running { "running" } else { "idle" },
+        "state": if p.running { "running" } else if p.paused { "paused" } else { "idle" },
         "round": p.round,
         "partitions_total": ring * ROUNDS as u64,
         "partitions_done": done,

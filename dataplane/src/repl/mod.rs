@@ -58,6 +58,10 @@ pub struct SinkCfg {
     pub dirty_since_ms: u64,
     #[serde(default)]
     pub fullsync: fullsync::Progress,
+    /// When the sink was added (scheduled fullsyncs count from here until a
+    /// first run completes).
+    #[serde(default)]
+    pub created_ms: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -103,8 +107,11 @@ pub struct Shared {
     pub stats: Mutex<BTreeMap<u64, Arc<SinkStats>>>,
     /// Sources connected to us (sink side), by cluster id.
     pub sources: Mutex<BTreeMap<u64, SourceInfo>>,
-    /// Sink side: highest LSN applied per (source cluster, partition).
-    pub applied: Mutex<HashMap<(u64, u32), u64>>,
+    /// Sink side: highest LSN applied per (source cluster, partition), with
+    /// the source incarnation it belongs to.
+    pub applied: Mutex<HashMap<(u64, u32), (u64, u64)>>,
+    /// Random per start of this process (see DataHello::incarnation).
+    pub incarnation: u64,
     pub proxy: proxy::Hub,
     /// Bumped whenever the sink configuration changes.
     pub generation: AtomicU64,
@@ -143,6 +150,11 @@ impl Shared {
             proxy: proxy::Hub::default(),
             generation: AtomicU64::new(1),
             tls,
+            incarnation: {
+                let mut b = [0u8; 8];
+                getrandom::getrandom(&mut b).map_err(|e| e.to_string())?;
+                u64::from_le_bytes(b)
+            },
         })
     }
 
@@ -227,10 +239,16 @@ pub fn advertised(c: &Core) -> std::net::SocketAddr {
     c.node.cfg.repl.advertise.unwrap_or(c.node.cfg.repl.listen)
 }
 
-/// This node's hello.
-pub fn local_hello(c: &Core, role: u8) -> wire::Hello {
+/// This node's hello. `reached_at` is the local address a peer reached us
+/// on: with no `repl.advertise` and a wildcard `repl.listen`, peers are
+/// told that address.
+pub fn local_hello(c: &Core, role: u8, reached_at: Option<std::net::IpAddr>) -> wire::Hello {
     let adv = advertised(c);
-    let adv = if adv.ip().is_unspecified() { std::net::SocketAddr::new([127, 0, 0, 1].into(), adv.port()) } else { adv };
+    let adv = if adv.ip().is_unspecified() {
+        std::net::SocketAddr::new(reached_at.unwrap_or([127, 0, 0, 1].into()), adv.port())
+    } else {
+        adv
+    };
     wire::Hello {
         cluster_name: c.node.cluster_name(),
         cluster_id: c.node.cluster_id,

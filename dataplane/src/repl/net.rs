@@ -80,8 +80,12 @@ pub struct FrameConn {
     payload: Vec<u8>,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    /// Protocol version agreed on this connection.
+    /// Protocol version frames are written with: the highest spoken until
+    /// the hello agrees one, then the agreed one.
     pub version: u16,
+    /// Set once the hello has agreed a version; from then on every frame
+    /// read must carry it.
+    version_agreed: bool,
 }
 
 impl FrameConn {
@@ -96,7 +100,16 @@ impl FrameConn {
             bytes_in: 0,
             bytes_out: 0,
             version: *wire::PROTOCOL_VERSIONS.last().unwrap(),
+            version_agreed: false,
         }
+    }
+
+    /// Records the version the hello agreed; frames read afterwards that
+    /// carry another version are protocol errors.
+    pub fn agree_version(&mut self, v: u16) {
+        debug_assert!(wire::PROTOCOL_VERSIONS.contains(&v), "agreed version {v} is not spoken here");
+        self.version = v;
+        self.version_agreed = true;
     }
 
     pub fn mode(&self) -> &'static str {
@@ -116,6 +129,9 @@ impl FrameConn {
                 ReadState::Header => {
                     if self.len >= HEADER_BYTES {
                         let h = FrameHeader::parse(self.buf[..HEADER_BYTES].try_into().unwrap()).map_err(ConnError::Frame)?;
+                        if self.version_agreed && h.version != self.version {
+                            return Err(ConnError::Frame(FrameError::VersionMismatch { got: h.version, agreed: self.version }));
+                        }
                         let need = HEADER_BYTES + h.body_len as usize;
                         if self.buf.len() < need {
                             self.buf.resize(need, 0);

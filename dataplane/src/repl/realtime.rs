@@ -147,6 +147,7 @@ struct PendingManifest {
     view: RecordView,
     lsn: u64,
     blocks: VecDeque<Vec<u8>>,
+    sent_blocks: u32,
 }
 
 struct SourceSide<'a> {
@@ -177,7 +178,7 @@ async fn stream_once(c: &Rc<Core>, sink: u64, target: usize, stop: &Rc<Cell<bool
     let (stream, sa) = net::connect(&addr, Duration::from_secs(5)).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let t = super::tls::client(c, stream, &addr).await?;
     let mut conn = FrameConn::new(t, sa);
-    conn.version = peer.version;
+    conn.agree_version(peer.version);
     let hello = Msg::DataHello(DataHello {
         cluster_id: c.node.cluster_id,
         cluster_name: c.node.cluster_name(),
@@ -185,6 +186,7 @@ async fn stream_once(c: &Rc<Core>, sink: u64, target: usize, stop: &Rc<Cell<bool
         source_core: c.id as u32,
         partitions: parts.clone(),
         cursors: starts.iter().map(|s| s.1).collect(),
+        incarnation: shared.incarnation,
         purpose: PURPOSE_REALTIME,
     });
     conn.write_frame(&hello, &[]).await.map_err(|e| e.to_string())?;
@@ -320,11 +322,18 @@ impl SourceSide<'_> {
                         Some(item) => {
                             bytes += storage::record::align_up(item.bytes().len());
                             items.push(item);
+                            pm.sent_blocks += 1;
                         }
-                        None if !part.is_current(&pm.view) => {
-                            // Superseded while we sent it: the newer version follows.
+                        None if !part.is_current(&pm.view) && pm.sent_blocks == 0 => {
+                            // Superseded (its blocks reclaimed) before any of
+                            // them went out: the newer version follows.
                             self.pending.remove(&p);
                             continue 'outer;
+                        }
+                        None if !part.is_current(&pm.view) => {
+                            // Superseded after some of its blocks went out:
+                            // the manifest still goes, so that the sink can
+                            // tell those blocks are garbage and reclaim them.
                         }
                         None => log::warn!(
                             "partition {p}: a block of a manifest at lsn {} is missing here; the sink will need proxy_get or fullsync for it",
@@ -341,7 +350,10 @@ impl SourceSide<'_> {
             if full(&items, bytes) {
                 break;
             }
-            let Some(next) = self.iters.get_mut(&p).unwrap().next(&part) else {
+            // Only records already written to disk go out: a record this
+            // process could still lose in a crash must not reach a sink.
+            let written = part.written_lsn();
+            let Some(next) = self.iters.get_mut(&p).unwrap().next_upto(&part, written) else {
                 // Caught up; the position may have moved past records the
                 // iterator consumed without handing out (seals, pads).
                 if self.pending.get(&p).is_none() {
@@ -371,7 +383,7 @@ impl SourceSide<'_> {
                 if let Ok(m) = Manifest::decode(view.value()) {
                     if !m.parts.is_empty() {
                         let blocks: VecDeque<Vec<u8>> = m.block_keys().into_iter().map(|(k, _)| k).collect();
-                        self.pending.insert(p, PendingManifest { view, lsn, blocks });
+                        self.pending.insert(p, PendingManifest { view, lsn, blocks, sent_blocks: 0 });
                         continue;
                     }
                 }
@@ -465,7 +477,18 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
         let _ = conn.write_frame(&Msg::error(wire::ERR_VERSION, format!("protocol version {} is not spoken here", h.version)), &[]).await;
         return Err(format!("data hello with unknown version {}", h.version));
     }
-    conn.version = h.version;
+    conn.agree_version(h.version);
+    let known = c.node.repl.sources.lock().unwrap().get(&h.cluster_id).map(|s| s.connected).unwrap_or(false);
+    if !known {
+        let msg = format!(
+            "cluster {:?} ({:016x}) has no control connection to cluster {:?}; data connections follow a `repl connect`",
+            h.cluster_name,
+            h.cluster_id,
+            c.node.cluster_name()
+        );
+        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
+        return Err(msg);
+    }
     if h.purpose == PURPOSE_FULLSYNC {
         return super::fullsync::serve_sink(c, conn, h).await;
     }
@@ -488,9 +511,22 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
     }
     let shared = c.node.repl.clone();
     let source = h.cluster_id;
+    // What this sink remembers applying from the source only holds for the
+    // same incarnation of the source (after a restart the source may reuse
+    // LSNs it never wrote).
     let starts: Vec<(u32, u64)> = {
         let applied = shared.applied.lock().unwrap();
-        h.partitions.iter().zip(&h.cursors).map(|(&p, &cur)| (p, cur.max(applied.get(&(source, p)).copied().unwrap_or(0)))).collect()
+        h.partitions
+            .iter()
+            .zip(&h.cursors)
+            .map(|(&p, &cur)| {
+                let mem = match applied.get(&(source, p)) {
+                    Some(&(inc, lsn)) if inc == h.incarnation => lsn,
+                    _ => 0,
+                };
+                (p, cur.max(mem))
+            })
+            .collect()
     };
     conn.write_frame(&Msg::DataHelloReply(DataHelloReply { sink_core: c.id as u32 }), &[]).await.map_err(|e| e.to_string())?;
     if let Some(s) = shared.sources.lock().unwrap().get_mut(&source) {
@@ -543,8 +579,12 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                 };
                 {
                     let mut a = shared.applied.lock().unwrap();
-                    let e = a.entry((source, b.partition)).or_insert(0);
-                    *e = (*e).max(machine.applied(b.partition).unwrap_or(0));
+                    let lsn = machine.applied(b.partition).unwrap_or(0);
+                    let e = a.entry((source, b.partition)).or_insert((h.incarnation, 0));
+                    if e.0 != h.incarnation {
+                        *e = (h.incarnation, 0);
+                    }
+                    e.1 = e.1.max(lsn);
                 }
                 conn.write_frame(&Msg::Ack(ack), &[]).await.map_err(|e| e.to_string())?;
             }
