@@ -178,7 +178,7 @@ impl Partition {
         let tmp_path = inner.dir.join(format!("{}.tmp", name.file_name()));
         let file = DmaFile::create(&tmp_path)
             .await
-            .map_err(|e| Error::io(format!("creating {}", tmp_path.display()), e.into()))?;
+            .map_err(|e| Error::io(format!("creating {}", tmp_path.display()), crate::partition::glommio_io(e)))?;
         let res = self.write_output(&file, &tmp_path, name, cover_to, capacity, &run, &kept).await;
         let (hint, new_offsets) = match res {
             Ok(v) => v,
@@ -187,7 +187,7 @@ impl Partition {
                 return Err(e);
             }
         };
-        file.close().await.map_err(|e| Error::io("closing compaction output", e.into()))?;
+        file.close().await.map_err(|e| Error::io("closing compaction output", crate::partition::glommio_io(e)))?;
         let end = new_offsets.last().map(|&(o, p)| o + p).unwrap_or(SEGMENT_HEADER_BYTES);
         let hint_bytes = hint.finish(name, end);
         {
@@ -288,7 +288,7 @@ impl Partition {
     ) -> Result<(HintWriter, Vec<(u64, u64)>)> {
         let inner = &self.0;
         let io = |what: &str, e: glommio::GlommioError<()>| {
-            let e: std::io::Error = e.into();
+            let e = crate::partition::glommio_io(e);
             if is_enospc(&e) {
                 Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail: format!("compaction {what} {}: {e}", path.display()) }
             } else {

@@ -149,12 +149,18 @@ pub enum PutMode {
     /// Append only if the version is newer than the key's current version
     /// (last writer wins; an equal version is an idempotent no-op).
     IfNewer,
+    /// Append only if the key's current record is the one at this segment
+    /// and offset (`Entry::seg`, `Entry::off`): for removing a record seen
+    /// earlier without racing a newer copy of it. A missing key is stale.
+    IfAt { seg: u32, off: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AppendOutcome {
     Applied { lsn: Lsn, replaced: Option<Entry> },
-    Stale { current: Entry },
+    /// Not appended: the key's current record (`None`: the key is absent,
+    /// only with `PutMode::IfAt`) made the condition fail.
+    Stale { current: Option<Entry> },
 }
 
 impl AppendOutcome {
@@ -278,8 +284,15 @@ fn io_err(ctx: impl Into<String>, e: std::io::Error) -> Error {
     Error::io(ctx, e)
 }
 
-fn glommio_io(e: glommio::GlommioError<()>) -> std::io::Error {
-    e.into()
+/// glommio's own conversion turns its detailed I/O errors into a new
+/// `io::Error` that has lost the OS error code (so ENOSPC would no longer be
+/// recognised); keep the original error instead. The callers add the path
+/// and the operation.
+pub(crate) fn glommio_io(e: glommio::GlommioError<()>) -> std::io::Error {
+    match e {
+        glommio::GlommioError::EnhancedIoError { source, .. } => source,
+        other => other.into(),
+    }
 }
 
 pub(crate) fn map_file(path: &Path, len: u64) -> Result<Arc<Mapped>> {
@@ -545,6 +558,7 @@ impl Partition {
             None => {
                 let base = inner.segs.borrow().order.last().map(|s| s.name.base + 1).unwrap_or(0);
                 let (file, seg) = self.create_segment(SegName { base, gen: 0 }, base, inner.cfg.segment_bytes).await?;
+                self.register_segment(&seg);
                 let open = Rc::new(WBuf::new(file.clone(), seg.clone(), SEGMENT_HEADER_BYTES, MIN_WRITE_BUFFER_BYTES, &[]));
                 let prealloc_end = inner.cfg.prealloc_step_bytes.min(inner.cfg.segment_bytes).max(SEGMENT_HEADER_BYTES);
                 *inner.w.borrow_mut() =
@@ -791,12 +805,16 @@ impl Partition {
         let map = map_file(&path, capacity)?;
         let id = inner.segs.borrow().next_id();
         let seg = Rc::new(Segment::new(id, name, path, cover_to, capacity, map));
-        {
-            let mut sl = inner.segs.borrow_mut();
-            sl.by_id.push(Some(seg.clone()));
-            sl.order.push(seg.clone());
-        }
         Ok((Rc::new(file), seg))
+    }
+
+    /// Makes a segment from `create_segment` part of the partition's list
+    /// (readers and compaction see it from now on).
+    fn register_segment(&self, seg: &Rc<Segment>) {
+        let mut sl = self.0.segs.borrow_mut();
+        debug_assert_eq!(sl.next_id(), seg.id, "segments are registered in creation order");
+        sl.by_id.push(Some(seg.clone()));
+        sl.order.push(seg.clone());
     }
 
     // ------------------------------------------------------------------ writes
@@ -865,12 +883,19 @@ impl Partition {
 
     fn append_now(&self, r: &WriteRecord<'_>, mode: PutMode, need: u64) -> AppendOutcome {
         let inner = &self.0;
-        if mode == PutMode::IfNewer {
-            if let Some(cur) = inner.index.borrow().get(r.key) {
-                if r.version <= cur.version {
-                    return AppendOutcome::Stale { current: cur };
+        match mode {
+            PutMode::Always => {}
+            PutMode::IfNewer => {
+                if let Some(cur) = inner.index.borrow().get(r.key) {
+                    if r.version <= cur.version {
+                        return AppendOutcome::Stale { current: Some(cur) };
+                    }
                 }
             }
+            PutMode::IfAt { seg, off } => match inner.index.borrow().get(r.key) {
+                Some(cur) if cur.seg == seg && cur.off == off => {}
+                cur => return AppendOutcome::Stale { current: cur },
+            },
         }
         let mut ws = inner.w.borrow_mut();
         let w = ws.as_mut().expect("write state present while open");
@@ -1008,6 +1033,20 @@ impl Partition {
         }
         inner.rolling.set(true);
         let res = self.roll_inner().await;
+        match &res {
+            Ok(()) => {
+                if inner.no_space.borrow_mut().take().is_some() {
+                    log::info!("partition {}: disk space available again", inner.id);
+                }
+            }
+            Err(Error::NoSpace { detail, .. }) => {
+                if inner.no_space.borrow().is_none() {
+                    log::error!("partition {}: disk full in {}: {detail}", inner.id, inner.dir.display());
+                }
+                *inner.no_space.borrow_mut() = Some(detail.clone());
+            }
+            Err(_) => {}
+        }
         inner.rolling.set(false);
         inner.progress.wake_all();
         res
@@ -1015,9 +1054,16 @@ impl Partition {
 
     async fn roll_inner(&self) -> Result<()> {
         let inner = &self.0;
-        let base = {
+        // The next segment is created (and its space preallocated) before the
+        // active one is sealed: if that fails (disk full), nothing changed and
+        // the append that needed the roll fails cleanly; no record can ever
+        // land after a seal.
+        let base = inner.w.borrow().as_ref().ok_or(Error::Closed(inner.id))?.seg.name.base + 1;
+        let (file, seg) = self.create_segment(SegName { base, gen: 0 }, base, inner.cfg.segment_bytes).await?;
+        {
             let mut ws = inner.w.borrow_mut();
             let w = ws.as_mut().ok_or(Error::Closed(inner.id))?;
+            debug_assert_eq!(w.seg.name.base + 1, base, "appends wait while a roll is in progress");
             let lsn = inner.next_lsn.get();
             inner.next_lsn.set(lsn + 1);
             let mut hdr = [0u8; HEADER_BYTES];
@@ -1038,10 +1084,9 @@ impl Partition {
             old.close();
             w.pending.push_back(old);
             inner.unflushed.set(inner.unflushed.get() + need);
-            w.seg.name.base + 1
-        };
+        }
         self.wake_flusher();
-        let (file, seg) = self.create_segment(SegName { base, gen: 0 }, base, inner.cfg.segment_bytes).await?;
+        self.register_segment(&seg);
         let mut ws = inner.w.borrow_mut();
         let w = ws.as_mut().ok_or(Error::Closed(inner.id))?;
         w.open = Rc::new(WBuf::new(file.clone(), seg.clone(), SEGMENT_HEADER_BYTES, w.open.capacity().max(MIN_WRITE_BUFFER_BYTES), &[]));
