@@ -102,6 +102,9 @@ pub const ERR_SAME_CLUSTER: u16 = 5;
 pub const ERR_BUSY: u16 = 6;
 pub const ERR_TREE: u16 = 7;
 pub const ERR_INTERNAL: u16 = 8;
+/// The sink could not store what it received because its disk is full; the
+/// source retries after its reconnect backoff.
+pub const ERR_NO_SPACE: u16 = 9;
 
 /// The sink asks its source for records by key (blocks for proxy_get).
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
