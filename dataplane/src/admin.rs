@@ -90,7 +90,10 @@ fn authorized(core: &Core, head: &RequestHead) -> bool {
 }
 
 async fn handle(core: &Rc<Core>, head: &RequestHead, body: &[u8]) -> AdminResponse {
-    if !authorized(core, head) {
+    // Health checks (load balancers, orchestrators) need no token: the
+    // answer says only whether the node is up.
+    let health = head.method == "GET" && head.raw_path == "/health";
+    if !health && !authorized(core, head) {
         return AdminResponse::error(401, "the admin API needs `Authorization: Bearer <admin.token>`");
     }
     let path = head.raw_path.as_str();
@@ -170,6 +173,7 @@ pub async fn status(core: &Rc<Core>) -> Value {
             "compactions": sum(|p| p.compactions),
             "fdatasyncs": sum(|p| p.fdatasyncs),
             "damaged_records": sum(|p| p.damaged),
+            "orphan_blocks_expunged": n.metrics.iter().map(|m| m.orphan_blocks_expunged.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>(),
             "damage": damage(core).await,
             "partitions_out_of_space": no_space,
             "free_bytes": storage::free_bytes(&n.data_dir),
@@ -211,6 +215,12 @@ async fn render_metrics(core: &Rc<Core>) -> String {
     for s in &parts {
         p.sample("dataplane_partition_out_of_space", &[("partition", &s.partition.to_string())], if s.no_space { 1.0 } else { 0.0 });
     }
+    p.metric(
+        "dataplane_orphan_blocks_expunged_total",
+        "counter",
+        "Blocks no manifest, part or intent referred to, expunged by the orphan sweep.",
+        n.metrics.iter().map(|m| m.orphan_blocks_expunged.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>() as f64,
+    );
     p.metric("dataplane_uptime_seconds", "gauge", "Seconds since the node started.", ((storage::now_ms() - n.started_ms) / 1000) as f64);
     crate::repl::admin::render_metrics(core, &mut p).await;
     p.out

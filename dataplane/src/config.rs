@@ -87,6 +87,9 @@ pub struct S3Config {
     /// they are reclaimed, so that GETs still streaming the old version
     /// finish.
     pub reclaim_leeway_ms: u64,
+    /// Period of the orphan-block sweep (blocks nothing refers to are
+    /// expunged after two consecutive passes find them).
+    pub orphan_sweep_interval_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -216,6 +219,7 @@ impl Default for S3Config {
             idle_timeout_ms: 60_000,
             max_connections_per_core: 4096,
             reclaim_leeway_ms: 30_000,
+            orphan_sweep_interval_ms: 600_000,
         }
     }
 }
@@ -374,6 +378,9 @@ impl Config {
         }
         if s.keys.is_empty() && s.anonymous == Anonymous::None {
             return bad("s3.keys", "[]", "configure at least one access key, or allow anonymous access with s3.anonymous = \"read\" or \"all\"");
+        }
+        if s.orphan_sweep_interval_ms < 1000 {
+            return bad("s3.orphan_sweep_interval_ms", s.orphan_sweep_interval_ms, "at least 1000");
         }
         if s.max_connections_per_core == 0 {
             return bad("s3.max_connections_per_core", s.max_connections_per_core, "at least 1");

@@ -64,9 +64,13 @@ pub struct ClusterOpts {
     pub name: String,
     pub cores: usize,
     pub ring_size: u32,
-    /// Extra TOML appended to the configuration (keys must not clash with
-    /// the sections written here; use `[section]` headers).
+    /// Extra TOML appended to the configuration, right after the `[repl]`
+    /// keys: bare keys land in `[repl]`, other sections need their own
+    /// `[section]` header (and must not be one written here already; use
+    /// `sets` for those).
     pub extra: String,
+    /// `section.key=value` overrides passed as `--set` (any section).
+    pub sets: Vec<String>,
     pub log_level: String,
     /// The binary to run (default: this executable).
     pub bin: Option<PathBuf>,
@@ -74,7 +78,7 @@ pub struct ClusterOpts {
 
 impl ClusterOpts {
     pub fn new(name: &str) -> ClusterOpts {
-        ClusterOpts { name: name.into(), cores: 2, ring_size: 16, extra: String::new(), log_level: "info".into(), bin: None }
+        ClusterOpts { name: name.into(), cores: 2, ring_size: 16, extra: String::new(), sets: Vec::new(), log_level: "info".into(), bin: None }
     }
 }
 
@@ -132,6 +136,7 @@ impl Cluster {
         let child = Command::new(exe)
             .args(["serve", "--config"])
             .arg(self.dir.join("dataplane.toml"))
+            .args(self.opts.sets.iter().flat_map(|s| ["--set".to_string(), s.clone()]))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -238,6 +243,12 @@ impl Cluster {
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();
         self.spawn()
+    }
+
+    /// Starts a stopped cluster again with more `--set` overrides.
+    pub fn start_again_with(&mut self, sets: &[&str]) -> Result<(), String> {
+        self.opts.sets.extend(sets.iter().map(|s| s.to_string()));
+        self.start_again()
     }
 
     pub fn start_again(&mut self) -> Result<(), String> {

@@ -91,6 +91,8 @@ pub struct CoreMetrics {
     pub connections_total: AtomicU64,
     pub connections_refused: AtomicU64,
     pub bad_requests: AtomicU64,
+    /// Blocks the orphan sweep expunged.
+    pub orphan_blocks_expunged: AtomicU64,
 }
 
 impl Default for CoreMetrics {
@@ -106,6 +108,7 @@ impl Default for CoreMetrics {
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
             bad_requests: AtomicU64::new(0),
+            orphan_blocks_expunged: AtomicU64::new(0),
         }
     }
 }

@@ -477,6 +477,112 @@ pub async fn expunge_blocks(c: &Rc<Core>, keys: Vec<Vec<u8>>) -> usize {
     found
 }
 
+/// Most blocks one sweep pass looks at per partition (bounds its memory; the
+/// rest is looked at in later passes).
+const MAX_SWEEP_BLOCKS_PER_PARTITION: usize = 1 << 20;
+
+/// Blocks that no current manifest, multipart part or intent refers to are
+/// *orphans*. They appear on sinks: blocks that arrived ahead of a manifest
+/// that never came (the connection broke and the source then skipped the
+/// superseded manifest), and blocks a fullsync copied while the source
+/// still kept them for `reclaim_leeway_ms`. Every `orphan_sweep_interval_ms`
+/// each core lists the blocks of its partitions and asks the object's core
+/// whether anything refers to them; a block found orphaned in two
+/// consecutive passes, unchanged in between, is expunged. Nothing is
+/// expunged while fullsync pushes arrive (round 1 sends blocks whose
+/// manifest comes in round 2). A block removed this way that turns out to
+/// be needed is sent again: realtime resends every unacknowledged manifest
+/// with its blocks, and fullsync round 1 pushes missing blocks.
+pub async fn orphan_sweep_loop(c: Rc<Core>) {
+    let interval = std::time::Duration::from_millis(c.node.cfg.s3.orphan_sweep_interval_ms);
+    let mut marked: std::collections::HashMap<Vec<u8>, (u32, u64)> = std::collections::HashMap::new();
+    loop {
+        futures_lite::future::or(glommio::timer::sleep(interval), c.stopped()).await;
+        if c.stopping.get() {
+            return;
+        }
+        let last_push = c.node.repl.last_fullsync_push_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if storage::now_ms().saturating_sub(last_push) < 2 * interval.as_millis() as u64 {
+            marked.clear();
+            continue;
+        }
+        let mut next = std::collections::HashMap::new();
+        let mut swept = 0u64;
+        let ps: Vec<u32> = c.parts.keys().copied().collect();
+        for p in ps {
+            if c.stopping.get() {
+                return;
+            }
+            let part = c.part(p).clone();
+            let mut groups: std::collections::BTreeMap<(String, String, Uid), Vec<(Vec<u8>, u32, u64)>> = Default::default();
+            let mut n = 0usize;
+            part.for_each_key(|k, e| {
+                if e.kind == Kind::Block && n < MAX_SWEEP_BLOCKS_PER_PARTITION {
+                    if let Some((b, key, uid, _)) = parse_block_key(k) {
+                        n += 1;
+                        groups.entry((b, key, uid)).or_default().push((k.to_vec(), e.seg, e.off));
+                    }
+                }
+            });
+            if groups.is_empty() {
+                continue;
+            }
+            let orphans = unreferenced(&c, groups.keys().cloned().collect()).await;
+            for id in orphans {
+                for (k, seg, off) in groups.remove(&id).unwrap_or_default() {
+                    if marked.get(&k) == Some(&(seg, off)) {
+                        let r = part.append(&rec(Kind::Expunge, 0, &k, &[], &[], Version::ZERO, 0), PutMode::IfAt { seg, off }).await;
+                        match r {
+                            Ok(AppendOutcome::Applied { .. }) => swept += 1,
+                            Ok(AppendOutcome::Stale { .. }) => {}
+                            Err(e) => log::warn!("partition {p}: cannot expunge an orphan block: {e}"),
+                        }
+                    } else {
+                        next.insert(k, (seg, off));
+                    }
+                }
+            }
+            glommio::yield_if_needed().await;
+        }
+        marked = next;
+        if swept > 0 {
+            log::info!("core {}: expunged {swept} orphan blocks (no manifest, part or intent refers to them)", c.id);
+            c.node.metrics[c.id].orphan_blocks_expunged.fetch_add(swept, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Of the (bucket, key, uid) given, those that nothing refers to: not the
+/// object's current manifest, not a multipart part, not an intent (an
+/// upload in progress or a reclamation under way). Asks the object's cores.
+async fn unreferenced(c: &Rc<Core>, ids: Vec<(String, String, Uid)>) -> Vec<(String, String, Uid)> {
+    let ring = c.node.ring;
+    let mut by_core: Vec<Vec<(String, String, Uid)>> = vec![Vec::new(); c.node.cores];
+    for id in ids {
+        by_core[c.node.owner(object_partition(&id.0, &id.1, ring))].push(id);
+    }
+    let mut out = Vec::new();
+    for (core, ids) in by_core.into_iter().enumerate() {
+        if ids.is_empty() {
+            continue;
+        }
+        let found = c
+            .call(core, move |cc| {
+                Box::pin(async move {
+                    ids.into_iter()
+                        .filter(|(b, k, uid)| {
+                            let part = cc.part(object_partition(b, k, cc.node.ring));
+                            part.get(&intent_key(uid)).is_none() && !uid_in_use(part, b, k, uid)
+                        })
+                        .collect::<Vec<_>>()
+                }) as crate::runtime::LocalFuture<Vec<(String, String, Uid)>>
+            })
+            .await;
+        out.extend(found);
+    }
+    out
+}
+
 /// Finishes intents left by a previous run (called once per core at start).
 pub async fn recover_intents(cc: &Rc<Core>) {
     for (&p, part) in cc.parts.iter() {

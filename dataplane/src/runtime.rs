@@ -337,6 +337,12 @@ async fn core_main(
         let dir = node.data_dir.join(format!("p{p:05}"));
         match Partition::open(&dir, p, pcfg.clone()).await {
             Ok(part) => {
+                // New writes must get versions above every stored one, even
+                // when the wall clock went backwards across the restart or
+                // stored versions came from a peer whose clock runs ahead.
+                let mut newest = 0u64;
+                part.for_each_key(|_, e| newest = newest.max(e.version.hlc));
+                node.hlc.observe(newest);
                 parts.insert(p, part);
             }
             Err(e) => {
@@ -359,6 +365,7 @@ async fn core_main(
     drop(ready);
     // Background maintenance: compaction.
     glommio::spawn_local(compaction_loop(c.clone())).detach();
+    glommio::spawn_local(crate::objects::orphan_sweep_loop(c.clone())).detach();
     while !c.stopping.get() {
         let job = futures_lite::future::or(async { rx.recv_async().await.ok() }, async {
             c.stopped().await;

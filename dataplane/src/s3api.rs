@@ -361,6 +361,10 @@ fn not_implemented(what: &str) -> S3Error {
 
 // ---------------------------------------------------------------- responses
 
+/// Response header carrying an object's version: `HLC-CLUSTER`, both as 16
+/// hex digits.
+pub const VERSION_HEADER: &str = "x-dataplane-version";
+
 fn common_headers<'a>(id: &'a str, date: &'a str) -> Vec<(&'static str, &'a str)> {
     vec![("x-amz-request-id", id), ("Date", date), ("Server", "dataplane")]
 }
@@ -899,6 +903,10 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
     hs.push(("Last-Modified", &last_modified));
     hs.push(("Content-Type", &m.content_type));
     hs.push(("Accept-Ranges", "bytes"));
+    // The object's version (hybrid logical clock and originating cluster):
+    // equal on every site that holds the same version of the object.
+    let version = format!("{:016x}-{:016x}", m.version_hlc, m.version_cluster);
+    hs.push((VERSION_HEADER, &version));
     let cr = range::content_range(start, end, m.size);
     if status == 206 {
         hs.push(("Content-Range", &cr));

@@ -321,6 +321,7 @@ pub async fn status_json(c: &Rc<Core>) -> Value {
             let st = shared.stats_for(s.cluster_id);
             let p = peers.get(&s.cluster_id);
             let qq = q.get(&s.cluster_id).copied().unwrap_or_default();
+            let rt_err = st.realtime_last_error.lock().unwrap().clone();
             json!({
                 "sink": s.name,
                 "cluster_id": format!("{:016x}", s.cluster_id),
@@ -343,6 +344,8 @@ pub async fn status_json(c: &Rc<Core>) -> Value {
                 "batches_sent": st.batches_sent.load(Ordering::Relaxed),
                 "send_rate_bytes_per_s": send_rate(s.cluster_id),
                 "reconnects": st.reconnects.load(Ordering::Relaxed),
+                "realtime_last_error": rt_err.1,
+                "realtime_last_error_age_ms": (rt_err.0 > 0).then(|| now.saturating_sub(rt_err.0)),
                 "control_reconnects": st.cm_reconnects.load(Ordering::Relaxed),
                 "retention_drops": st.retention_drops.load(Ordering::Relaxed),
                 "proxy_get_served": st.proxy_get_served.load(Ordering::Relaxed),

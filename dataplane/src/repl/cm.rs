@@ -146,7 +146,7 @@ async fn serve_control(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(
     let peer_addr = stream.peer_addr().map_err(|e| e.to_string())?;
     let local_ip = stream.local_addr().ok().map(|a| a.ip());
     let t = super::tls::server(&c, stream).await.map_err(|e| format!("refused {peer_addr}: {e}"))?;
-    let mut conn = FrameConn::new(t, peer_addr);
+    let mut conn = FrameConn::new(t, peer_addr, c.node.cfg.repl.peer_timeout_ms);
     let first = with_timeout(HELLO_TIMEOUT_MS, conn.read_frame()).await.ok_or("no hello within the timeout")?;
     let (msg, _) = first.map_err(|e| e.to_string())?;
     let Msg::Hello(peer) = msg else {
@@ -250,7 +250,7 @@ async fn serve_control(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(
 pub async fn open(c: &Rc<Core>, addr: &str) -> Result<(FrameConn, wire::Hello, u16), String> {
     let (stream, sa) = net::connect(addr, Duration::from_secs(5)).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let t = super::tls::client(c, stream, addr).await?;
-    let mut conn = FrameConn::new(t, sa);
+    let mut conn = FrameConn::new(t, sa, c.node.cfg.repl.peer_timeout_ms);
     let (mut client, hello) = CmClient::start(local_hello(c, ROLE_SOURCE, None));
     conn.write_frame(&hello, &[]).await.map_err(|e| format!("{addr}: {e}"))?;
     let answer = with_timeout(HELLO_TIMEOUT_MS, conn.read_frame()).await.ok_or_else(|| format!("{addr} did not answer the hello"))?;

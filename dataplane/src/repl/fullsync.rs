@@ -94,6 +94,8 @@ struct SinkRun {
     was_connected: Option<bool>,
     start_requested: bool,
     failed_partitions: BTreeSet<u32>,
+    /// Failed partition attempts that were retried, this run (both rounds).
+    retries: u64,
 }
 
 thread_local! {
@@ -236,6 +238,7 @@ pub async fn coordinate(c: Rc<Core>) {
                         let run = r.get_mut(&id).unwrap();
                         run.parts.clear();
                         run.failed_partitions.clear();
+                        run.retries = 0;
                     });
                     let p2 = progress.clone();
                     let _ = persist(&c, id, move |x| x.fullsync = p2).await;
@@ -360,14 +363,18 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
                 st.stats = stats.clone();
                 record = Some(stats.clone());
             }
-            Err(FsError::Busy(why)) => {
+            Err(FsError::Wait(why, ms)) => {
                 st.state = "waiting";
                 st.error = why.clone();
-                st.retry_at_ms = now_ms() + 1000;
+                st.retry_at_ms = now_ms() + ms;
+                if *ms >= NO_SPACE_RETRY_MS {
+                    log::warn!("fullsync partition {p} (round {round}) waits {ms} ms: {why}");
+                }
             }
             Err(FsError::Failed(why)) => {
                 st.attempts += 1;
                 st.error = why.clone();
+                run.retries += 1;
                 let backoff = (1000u64 << st.attempts.min(16)).min(MAX_RETRY_BACKOFF_MS);
                 st.retry_at_ms = now_ms() + backoff;
                 if st.attempts >= cfg.fullsync_retry_max {
@@ -398,9 +405,26 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
 
 #[derive(Debug)]
 enum FsError {
-    /// The sink is at its concurrency limit: try again soon, no penalty.
-    Busy(String),
+    /// The sink cannot take the partition now (at its concurrency limit, or
+    /// out of disk space): try again after this many ms, no attempt counted.
+    Wait(String, u64),
     Failed(String),
+}
+
+/// Retry delay after the sink said it is busy.
+const BUSY_RETRY_MS: u64 = 1000;
+/// Retry delay after the sink said it is out of disk space (it keeps
+/// waiting, like realtime, until space returns).
+const NO_SPACE_RETRY_MS: u64 = 10_000;
+
+/// Reads the next frame; an error frame saying the sink is out of disk
+/// space becomes a wait rather than a failed attempt.
+async fn next_frame(conn: &mut FrameConn, ms: u64) -> Result<Msg, FsError> {
+    let (m, _) = read_timeout(conn, ms).await?;
+    match m {
+        Msg::Error(e) if e.code == wire::ERR_NO_SPACE => Err(FsError::Wait(format!("sink reported: {}", e.message), NO_SPACE_RETRY_MS)),
+        m => Ok(m),
+    }
 }
 
 impl From<String> for FsError {
@@ -440,7 +464,7 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
     let addr = peer.hello.core_addrs[p as usize % peer_cores].clone();
     let (stream, sa) = net::connect(&addr, Duration::from_secs(5)).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let t = super::tls::client(&c, stream, &addr).await?;
-    let mut conn = FrameConn::new(t, sa);
+    let mut conn = FrameConn::new(t, sa, c.node.cfg.repl.peer_timeout_ms);
     conn.agree_version(peer.version);
     let hello = Msg::DataHello(DataHello {
         cluster_id: c.node.cluster_id,
@@ -455,7 +479,8 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
     conn.write_frame(&hello, &[]).await.map_err(|e| e.to_string())?;
     match read_timeout(&mut conn, cfg.peer_timeout_ms).await? {
         (Msg::DataHelloReply(_), _) => {}
-        (Msg::Error(e), _) if e.code == wire::ERR_BUSY => return Err(FsError::Busy(e.message)),
+        (Msg::Error(e), _) if e.code == wire::ERR_BUSY => return Err(FsError::Wait(e.message, BUSY_RETRY_MS)),
+        (Msg::Error(e), _) if e.code == wire::ERR_NO_SPACE => return Err(FsError::Wait(e.message, NO_SPACE_RETRY_MS)),
         (Msg::Error(e), _) => return Err(FsError::Failed(format!("sink refused: {}", e.message))),
         (m, _) => return Err(FsError::Failed(format!("unexpected {:?} in answer to the data hello", m.kind()))),
     }
@@ -481,7 +506,7 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
     let mut steps: std::collections::VecDeque<SrcStep> = std::collections::VecDeque::new();
     loop {
         let Some(step) = steps.pop_front() else {
-            let (m, _) = read_timeout(&mut conn, cfg.peer_timeout_ms).await?;
+            let m = next_frame(&mut conn, cfg.peer_timeout_ms).await?;
             if !matches!(m, Msg::Heartbeat(_)) {
                 steps.extend(machine.on_msg(m, &lh, &ls).map_err(|e| e.to_string())?);
             }
@@ -496,7 +521,7 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
             SrcStep::AllListed => {
                 // Every push acknowledged, then finish.
                 while machine.pushes_in_flight() > 0 {
-                    let (m, _) = read_timeout(&mut conn, cfg.peer_timeout_ms).await?;
+                    let m = next_frame(&mut conn, cfg.peer_timeout_ms).await?;
                     if !matches!(m, Msg::Heartbeat(_)) {
                         steps.extend(machine.on_msg(m, &lh, &ls).map_err(|e| e.to_string())?);
                     }
@@ -543,7 +568,7 @@ async fn push_keys(
             continue;
         }
         while machine.pushes_in_flight() >= MAX_PUSHES_IN_FLIGHT {
-            let (m, _) = read_timeout(conn, cfg.peer_timeout_ms).await?;
+            let m = next_frame(conn, cfg.peer_timeout_ms).await?;
             if !matches!(m, Msg::Heartbeat(_)) {
                 steps.extend(machine.on_msg(m, lh, ls).map_err(|e| e.to_string())?);
             }
@@ -652,8 +677,25 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
                 }
             }
             Msg::FsPush(push) if push.partition == p => {
-                let recs = super::apply::parse_payload(&payload, push.records).map_err(|e| format!("corrupt fullsync push: {e}"))?;
-                super::apply::apply_records(c, h.cluster_id, Arc::new(payload), recs, None, true).await?;
+                let recs = match super::apply::parse_payload(&payload, push.records) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let msg = format!("corrupt fullsync push {} of partition {p}: {e}", push.seq);
+                        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
+                        return Err(msg);
+                    }
+                };
+                c.node.repl.last_fullsync_push_ms.store(now_ms(), Ordering::Relaxed);
+                if let Err(e) = super::apply::apply_records(c, h.cluster_id, Arc::new(payload), recs, None, true).await {
+                    // Not acknowledged: the partition is retried by the source.
+                    let (code, msg) = if super::out_of_space(c).await {
+                        (wire::ERR_NO_SPACE, format!("cluster {:?} is out of disk space and cannot store fullsync push {} of partition {p}: {e}", c.node.cluster_name(), push.seq))
+                    } else {
+                        (wire::ERR_INTERNAL, format!("cluster {:?} cannot apply fullsync push {} of partition {p}: {e}", c.node.cluster_name(), push.seq))
+                    };
+                    let _ = conn.write_frame(&Msg::error(code, msg.clone()), &[]).await;
+                    return Err(msg);
+                }
                 conn.write_frame(&Msg::FsPushAck(wire::FsPushAck { partition: p, seq: push.seq }), &[]).await.map_err(|e| e.to_string())?;
             }
             Msg::FsDone(d) if d.partition == p => {
@@ -714,7 +756,7 @@ pub async fn admin(c: &Rc<Core>, method: &str, path: &str, body: &Value) -> Resu
 pub fn sink_status(c: &Rc<Core>, s: &SinkCfg) -> Value {
     let p = &s.fullsync;
     let ring = c.node.ring as u64;
-    let (parts, in_flight): (Vec<Value>, usize) = RUNS.with(|r| {
+    let (parts, in_flight, retries): (Vec<Value>, usize, u64) = RUNS.with(|r| {
         let r = r.borrow();
         match r.get(&s.cluster_id) {
             Some(run) => (
@@ -728,8 +770,9 @@ pub fn sink_status(c: &Rc<Core>, s: &SinkCfg) -> Value {
                     })
                     .collect(),
                 run.in_flight.len(),
+                run.retries,
             ),
-            None => (Vec::new(), 0),
+            None => (Vec::new(), 0, 0),
         }
     });
     let unfinished = p.running || p.paused || !p.last_error.is_empty();
@@ -750,6 +793,7 @@ pub fn sink_status(c: &Rc<Core>, s: &SinkCfg) -> Value {
         "partitions_total": ring * ROUNDS as u64,
         "partitions_done": done,
         "in_flight": in_flight,
+        "partition_retries": retries,
         "segments_differing": p.totals.segments_differing,
         "keys_compared": p.totals.keys_compared,
         "objects_sent": p.totals.objects_sent,

@@ -83,6 +83,8 @@ pub struct SinkStats {
     pub cm_reconnects: AtomicU64,
     pub retention_drops: AtomicU64,
     pub proxy_get_served: AtomicU64,
+    /// Why the last realtime data connection to this sink ended (ms, text).
+    pub realtime_last_error: Mutex<(u64, String)>,
     /// Transport modes seen on data connections (realtime, fullsync).
     pub data_modes: Mutex<std::collections::BTreeSet<&'static str>>,
 }
@@ -112,6 +114,9 @@ pub struct Shared {
     pub applied: Mutex<HashMap<(u64, u32), (u64, u64)>>,
     /// Random per start of this process (see DataHello::incarnation).
     pub incarnation: u64,
+    /// When this node last applied a fullsync push (ms; 0 = never): the
+    /// orphan-block sweep waits while fullsyncs are arriving.
+    pub last_fullsync_push_ms: AtomicU64,
     pub proxy: proxy::Hub,
     /// Bumped whenever the sink configuration changes.
     pub generation: AtomicU64,
@@ -149,6 +154,7 @@ impl Shared {
             applied: Mutex::new(HashMap::new()),
             proxy: proxy::Hub::default(),
             generation: AtomicU64::new(1),
+            last_fullsync_push_ms: AtomicU64::new(0),
             tls,
             incarnation: {
                 let mut b = [0u8; 8];
@@ -265,4 +271,13 @@ pub fn local_hello(c: &Core, role: u8, reached_at: Option<std::net::IpAddr>) -> 
 
 pub fn now_ms() -> u64 {
     storage::now_ms()
+}
+
+/// Whether any partition of this node is refusing writes for lack of disk
+/// space (asks every core; used on error paths only).
+pub async fn out_of_space(c: &Rc<Core>) -> bool {
+    c.on_all(|cc: Rc<Core>| -> crate::runtime::LocalFuture<bool> { Box::pin(async move { cc.parts.values().any(|p| p.no_space().is_some()) }) })
+        .await
+        .into_iter()
+        .any(|x| x)
 }

@@ -5,7 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -86,10 +86,16 @@ pub struct FrameConn {
     /// Set once the hello has agreed a version; from then on every frame
     /// read must carry it.
     version_agreed: bool,
+    /// A write (or close) fails once the peer has acknowledged no byte of
+    /// this stream for this long: a peer that stopped reading, or a link
+    /// that went silent, must not hold a sender forever.
+    pub write_stall_ms: u64,
 }
 
 impl FrameConn {
-    pub fn new(t: Transport, peer: SocketAddr) -> FrameConn {
+    /// `write_stall_ms`: see the field (normally `repl.peer_timeout_ms`).
+    pub fn new(t: Transport, peer: SocketAddr, write_stall_ms: u64) -> FrameConn {
+        assert!(write_stall_ms > 0, "a write stall limit of 0 ms would fail every blocked write");
         FrameConn {
             t,
             peer,
@@ -101,6 +107,7 @@ impl FrameConn {
             bytes_out: 0,
             version: *wire::PROTOCOL_VERSIONS.last().unwrap(),
             version_agreed: false,
+            write_stall_ms,
         }
     }
 
@@ -196,7 +203,8 @@ impl FrameConn {
         let mut slices: Vec<&[u8]> = Vec::with_capacity(1 + payload.len());
         slices.push(&head);
         slices.extend(payload.iter().filter(|p| !p.is_empty()));
-        self.t.write_all_vectored(&slices).await?;
+        let (fd, stall) = (self.t.raw_fd(), self.write_stall_ms);
+        unless_stalled(fd, stall, self.t.write_all_vectored(&slices)).await?;
         self.bytes_out += (head.len() + plen) as u64;
         Ok(())
     }
@@ -214,18 +222,70 @@ impl FrameConn {
                 Chunk::File { data, fd, off } => parts.push(Chunk::File { data, fd: *fd, off: *off }),
             }
         }
-        self.t.send_regions(&parts).await?;
+        let (fd, stall) = (self.t.raw_fd(), self.write_stall_ms);
+        unless_stalled(fd, stall, self.t.send_regions(&parts)).await?;
         self.bytes_out += (head.len() + plen) as u64;
         Ok(())
     }
 
+    /// Closes politely (TLS close_notify), giving up on a peer that does
+    /// not read.
     pub async fn close(&mut self) {
-        self.t.close().await;
+        let (fd, stall) = (self.t.raw_fd(), self.write_stall_ms);
+        let _ = unless_stalled(fd, stall, async {
+            self.t.close().await;
+            Ok(())
+        })
+        .await;
     }
 }
 
-/// Writes every slice, using writev on the socket; when the socket is full,
-/// waits for it through glommio (a plain write of the next slice).
+/// Bytes of the socket's outgoing stream the peer has acknowledged
+/// (`tcpi_bytes_acked` of `TCP_INFO`, Linux 4.1 and later).
+pub fn bytes_acked(fd: RawFd) -> Option<u64> {
+    // The field's offset in the kernel's `struct tcp_info` (uapi), stable
+    // since it was added; the libc crate exposes the struct only for musl.
+    const TCPI_BYTES_ACKED_OFFSET: usize = 120;
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`.
+    let r = unsafe { libc::getsockopt(fd, libc::IPPROTO_TCP, libc::TCP_INFO, info.as_mut_ptr() as *mut libc::c_void, &mut len) };
+    if r != 0 || (len as usize) < TCPI_BYTES_ACKED_OFFSET + 8 {
+        return None;
+    }
+    Some(u64::from_ne_bytes(info[TCPI_BYTES_ACKED_OFFSET..TCPI_BYTES_ACKED_OFFSET + 8].try_into().unwrap()))
+}
+
+/// Runs a write, failing it when the peer acknowledges nothing for
+/// `stall_ms` while it is under way. Progress is the peer's TCP
+/// acknowledgements, not our syscalls: a slow link that still moves bytes
+/// is not a stall, a peer whose receive window stays shut is.
+pub async fn unless_stalled<F: std::future::Future<Output = io::Result<()>>>(fd: RawFd, stall_ms: u64, write: F) -> io::Result<()> {
+    let watchdog = async move {
+        let mut last = bytes_acked(fd);
+        loop {
+            glommio::timer::sleep(std::time::Duration::from_millis(stall_ms)).await;
+            let now = bytes_acked(fd);
+            // No TCP_INFO (not a TCP socket?): no stall detection.
+            if now.is_some() && now == last {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the peer acknowledged nothing for {stall_ms} ms while we were sending (it stopped reading, or the link is down); the connection is dropped and will be retried"),
+                ));
+            }
+            last = now;
+        }
+    };
+    futures_lite::future::or(write, watchdog).await
+}
+
+/// Writes every slice with one `sendmsg` per batch of iovecs; when the socket
+/// is full, waits for it through glommio (a plain write of the next slice).
+///
+/// glommio keeps its sockets in blocking mode (io_uring does the waiting),
+/// so a raw syscall on one must never block: it would stall every task of
+/// this core (S3 requests included) until a slow or stalled peer reads.
+/// Hence `MSG_DONTWAIT`.
 pub async fn write_all_vectored_plain(s: &mut TcpStream, slices: &[&[u8]]) -> io::Result<()> {
     let fd = s.as_raw_fd();
     let mut idx = 0;
@@ -236,8 +296,14 @@ pub async fn write_all_vectored_plain(s: &mut TcpStream, slices: &[&[u8]]) -> io
             let start = if i == 0 { off } else { 0 };
             iov.push(libc::iovec { iov_base: sl[start..].as_ptr() as *mut libc::c_void, iov_len: sl.len() - start });
         }
-        // SAFETY: the iovecs point into slices that outlive the call.
-        let r = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as i32) };
+        // SAFETY: a zeroed msghdr whose iovecs point into slices that outlive
+        // the call.
+        let r = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = iov.len() as _;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
         let mut n = if r >= 0 {
             r as usize
         } else {

@@ -101,6 +101,7 @@ async fn run_source_conn(c: &Rc<Core>, sink: u64, target: usize, stop: Rc<Cell<b
             Err(e) => {
                 let name = c.node.repl.sink(sink).map(|s| s.name).unwrap_or_default();
                 log::warn!("core {}: realtime to sink {name:?} (its core {target}): {e}; reconnecting in {backoff} ms", c.id);
+                *stats.realtime_last_error.lock().unwrap() = (now_ms(), format!("core {}: {e}", c.id));
             }
         }
         if now_ms() - started > 10_000 {
@@ -177,7 +178,7 @@ async fn stream_once(c: &Rc<Core>, sink: u64, target: usize, stop: &Rc<Cell<bool
     let addr = peer.hello.core_addrs[target].clone();
     let (stream, sa) = net::connect(&addr, Duration::from_secs(5)).await.map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let t = super::tls::client(c, stream, &addr).await?;
-    let mut conn = FrameConn::new(t, sa);
+    let mut conn = FrameConn::new(t, sa, c.node.cfg.repl.peer_timeout_ms);
     conn.agree_version(peer.version);
     let hello = Msg::DataHello(DataHello {
         cluster_id: c.node.cluster_id,
@@ -461,7 +462,7 @@ pub async fn listen(c: Rc<Core>) {
 async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), String> {
     let peer_addr = stream.peer_addr().map_err(|e| e.to_string())?;
     let t = super::tls::server(&c, stream).await.map_err(|e| format!("refused {peer_addr}: {e}"))?;
-    let mut conn = FrameConn::new(t, peer_addr);
+    let mut conn = FrameConn::new(t, peer_addr, c.node.cfg.repl.peer_timeout_ms);
     let first = futures_lite::future::or(async { Some(conn.read_frame().await) }, async {
         glommio::timer::sleep(Duration::from_millis(super::cm::HELLO_TIMEOUT_MS)).await;
         None
@@ -567,9 +568,30 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                                 return Err(msg);
                             }
                         };
-                        let applied = super::apply::apply_records(&c, source, Arc::new(payload), recs, Some(skip_through), false)
-                            .await
-                            .map_err(|e| format!("applying batch {} of partition {}: {e}", b.seq, b.partition))?;
+                        let applied = match super::apply::apply_records(&c, source, Arc::new(payload), recs, Some(skip_through), false).await {
+                            Ok(a) => a,
+                            Err(e) => {
+                                // Nothing of this batch is acknowledged; the
+                                // source sends it again after reconnecting.
+                                let (code, msg) = if super::out_of_space(&c).await {
+                                    (
+                                        wire::ERR_NO_SPACE,
+                                        format!(
+                                            "cluster {:?} is out of disk space and cannot store batch {} of partition {}: {e}; \
+                                             realtime pauses and resumes by itself once space is freed in {}",
+                                            c.node.cluster_name(),
+                                            b.seq,
+                                            b.partition,
+                                            c.node.data_dir.display()
+                                        ),
+                                    )
+                                } else {
+                                    (wire::ERR_INTERNAL, format!("cluster {:?} cannot apply batch {} of partition {}: {e}", c.node.cluster_name(), b.seq, b.partition))
+                                };
+                                let _ = conn.write_frame(&Msg::error(code, msg.clone()), &[]).await;
+                                return Err(msg);
+                            }
+                        };
                         if let Some(s) = shared.sources.lock().unwrap().get_mut(&source) {
                             s.records_applied += applied.records;
                             s.bytes_applied += applied.bytes;

@@ -257,6 +257,15 @@ impl Transport {
         }
     }
 
+    /// The TCP socket underneath, for watching its progress.
+    pub fn raw_fd(&self) -> RawFd {
+        match self {
+            Transport::Plain(s) => s.as_raw_fd(),
+            Transport::Rustls(r, _) => r.s.as_raw_fd(),
+            Transport::Ktls(k, _) => k.s.as_raw_fd(),
+        }
+    }
+
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(buf).await,
@@ -321,13 +330,25 @@ impl Transport {
 
 /// sendfile of a whole region; when the socket is full, waits through
 /// glommio by writing the next bytes of the same region from its mapping.
+/// sendfile takes no flags, and glommio's sockets are blocking, so the
+/// socket is made non-blocking for the call (a blocked syscall would stall
+/// the whole core).
 async fn sendfile_all(s: &mut TcpStream, fd: RawFd, off: u64, data: &[u8]) -> io::Result<()> {
     let sock = s.as_raw_fd();
     let mut done = 0usize;
     while done < data.len() {
         let mut o = (off + done as u64) as libc::off_t;
-        // SAFETY: valid fds; the kernel reads the file region into the socket.
-        let r = unsafe { libc::sendfile(sock, fd, &mut o, data.len() - done) };
+        // SAFETY: valid fds; the kernel reads the file region into the
+        // socket; the socket's flags are restored right after.
+        let r = unsafe {
+            let flags = libc::fcntl(sock, libc::F_GETFL);
+            libc::fcntl(sock, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            let r = libc::sendfile(sock, fd, &mut o, data.len() - done);
+            let e = *libc::__errno_location();
+            libc::fcntl(sock, libc::F_SETFL, flags);
+            *libc::__errno_location() = e;
+            r
+        };
         if r > 0 {
             done += r as usize;
             continue;
@@ -445,7 +466,7 @@ fn ktls_read_control(fd: RawFd) -> io::Result<usize> {
     msg.msg_control = cbuf.as_mut_ptr() as *mut _;
     msg.msg_controllen = cbuf.len();
     // SAFETY: valid fd and msghdr.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, 0) };
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -489,7 +510,8 @@ fn ktls_send_close_notify(fd: RawFd) -> io::Result<()> {
         (*c).cmsg_type = TLS_SET_RECORD_TYPE;
         (*c).cmsg_len = libc::CMSG_LEN(1) as usize;
         *libc::CMSG_DATA(c) = 21; // alert
-        if libc::sendmsg(fd, &msg, 0) < 0 {
+        // Best effort at close: never wait for a full socket.
+        if libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) < 0 {
             return Err(io::Error::last_os_error());
         }
     }
@@ -625,6 +647,16 @@ async fn read_ready(s: &mut TcpStream, conn: &mut rustls::Connection) -> Result<
     }
 }
 
+/// Bounds a handshake step: a peer that goes silent in the middle of a
+/// handshake must not hold the connection (and its task) forever.
+async fn within_handshake_time<T, E: ToString>(f: impl std::future::Future<Output = Result<T, E>>) -> Result<T, String> {
+    futures_lite::future::or(async { f.await.map_err(|e| e.to_string()) }, async {
+        glommio::timer::sleep(std::time::Duration::from_millis(super::cm::HELLO_TIMEOUT_MS)).await;
+        Err(format!("the handshake did not finish within {} ms (the peer went silent)", super::cm::HELLO_TIMEOUT_MS))
+    })
+    .await
+}
+
 /// Wraps an outgoing connection as the configuration says (TLS or not).
 pub async fn client(c: &crate::runtime::Core, s: TcpStream, peer: &str) -> Result<Transport, String> {
     let Some(setup) = c.node.repl.tls.clone() else { return Ok(Transport::Plain(s)) };
@@ -632,8 +664,12 @@ pub async fn client(c: &crate::runtime::Core, s: TcpStream, peer: &str) -> Resul
     let host = peer.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']'])).unwrap_or(peer);
     let name = ServerName::try_from(host.to_string()).unwrap_or_else(|_| ServerName::try_from("dataplane-peer".to_string()).unwrap());
     let mut conn: rustls::Connection = rustls::ClientConnection::new(setup.client.clone(), name).map_err(|e| e.to_string())?.into();
-    handshake(&mut s, &mut conn).await.map_err(|e| format!("TLS with {peer}: {e}"))?;
-    read_ready(&mut s, &mut conn).await.map_err(|e| format!("TLS with {peer}: {e}"))?;
+    within_handshake_time(async {
+        handshake(&mut s, &mut conn).await?;
+        read_ready(&mut s, &mut conn).await
+    })
+    .await
+    .map_err(|e| format!("TLS with {peer}: {e}"))?;
     finish(&setup, s, conn, peer)
 }
 
@@ -674,9 +710,11 @@ pub async fn server(c: &crate::runtime::Core, mut s: TcpStream) -> Result<Transp
         (Some(setup), true) => {
             let setup = setup.clone();
             let mut conn: rustls::Connection = rustls::ServerConnection::new(setup.server.clone()).map_err(|e| e.to_string())?.into();
-            handshake(&mut s, &mut conn).await.map_err(|e| format!("TLS with {peer}: {e}"))?;
+            within_handshake_time(handshake(&mut s, &mut conn)).await.map_err(|e| format!("TLS with {peer}: {e}"))?;
             let mut t = finish(&setup, s, conn, &peer)?;
-            t.write_all_vectored(&[&[READY_BYTE]]).await.map_err(|e| format!("TLS with {peer}: {e}"))?;
+            within_handshake_time(async { t.write_all_vectored(&[&[READY_BYTE]]).await.map_err(|e| e.to_string()) })
+                .await
+                .map_err(|e| format!("TLS with {peer}: {e}"))?;
             Ok(t)
         }
     }
