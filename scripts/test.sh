@@ -24,13 +24,14 @@ cargo test --release -p storage --tests
 cargo test --release -p wire --tests
 
 step "replication integration tests (real processes)"
-cargo test --release -p dataplane --tests -- --test-threads=1
+# crash and faults run in the reliability step below.
+cargo test --release -p dataplane --test realtime --test fullsync --test tls -- --test-threads=1
 
 step "S3 integration tests (boto3, aws cli, raw sockets)"
 DATAPLANE_BIN="$ROOT/target/release/dataplane" python3 -m pytest tests/integration -q -p no:cacheprovider
 
-step "reliability suites"
-if [ -x scripts/reliability.sh ]; then scripts/reliability.sh --short; fi
+step "reliability suites (crashes, link faults, absent sink, full disks, fuzzing)"
+scripts/reliability.sh --short
 
 step "demo"
 target/release/dataplane demo --objects 60 --base-port 17080

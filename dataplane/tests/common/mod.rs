@@ -1,6 +1,8 @@
 //! Helpers for tests that run real `dataplane serve` processes.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -108,4 +110,82 @@ pub fn contents(s3: &mut S3Client, bucket: &str) -> BTreeMap<String, [u8; 16]> {
         out.insert(k.clone(), dataplane::s3::checksum::md5(&r.body));
     }
     out
+}
+
+/// Small deterministic generator (xorshift64*), so that a failing run can be
+/// replayed from the seed it prints.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    /// Seed from `var` in the environment, else from the clock.
+    pub fn seed_from_env(var: &str) -> u64 {
+        std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        })
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform in `lo..hi` (hi exclusive, hi > lo).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo)
+    }
+    /// True with probability `pct` percent.
+    pub fn chance(&mut self, pct: u64) -> bool {
+        self.next() % 100 < pct
+    }
+}
+
+/// Every object of `buckets` on a site: (bucket, key) -> (md5 of the content,
+/// the object's version from `x-dataplane-version`).
+pub fn site_objects(c: &Cluster, buckets: &[String]) -> BTreeMap<(String, String), ([u8; 16], String)> {
+    let mut s3 = c.client();
+    let mut out = BTreeMap::new();
+    for b in buckets {
+        for k in listing(&mut s3, b).keys() {
+            let r = s3.get(b, k).expect("get");
+            if r.status == 404 {
+                continue; // deleted between the listing and the GET
+            }
+            assert_eq!(r.status, 200, "GET {b}/{k} on {}: {}", c.name, r.text());
+            let v = r.header(dataplane::s3api::VERSION_HEADER).unwrap_or_default().to_string();
+            out.insert((b.clone(), k.clone()), (dataplane::s3::checksum::md5(&r.body), v));
+        }
+    }
+    out
+}
+
+/// Keys whose content or version differs between two sites (or that only
+/// one of them has).
+pub fn differences(
+    a: &BTreeMap<(String, String), ([u8; 16], String)>,
+    b: &BTreeMap<(String, String), ([u8; 16], String)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => out.push(format!("{}/{}: missing on the second site", k.0, k.1)),
+            Some(w) if w != v => out.push(format!("{}/{}: content or version differs ({} vs {})", k.0, k.1, v.1, w.1)),
+            _ => {}
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            out.push(format!("{}/{}: only on the second site", k.0, k.1));
+        }
+    }
+    out
+}
+
+/// Runs a fresh fullsync: waits for any run in progress to end, then starts
+/// one and waits for it to complete.
+pub fn fresh_fullsync(src: &Cluster, sink: &str, limit: Duration) -> Value {
+    eventually(limit, "no fullsync in progress", || fs_status(src, sink)["state"] != "running");
+    fullsync(src, sink, limit)
 }
