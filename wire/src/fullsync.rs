@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! source                                      sink
-//!   ── FsStart{p, tree_segments} ─────────────▶
-//!   ◀──────────── FsSegmentHashes{p, hashes} ──  (one u64 per tree segment)
+//!   ── FsStart{p, tree_segments, digest} ─────▶
+//!   ◀──────────── FsSegmentHashes{p, hashes} ──  (one u64 per tree segment,
+//!                                                 none if the digests match:
+//!                                                 skip to FsDone)
 //!   compare with local hashes
 //!   ── FsDiff{p, segments that differ} ───────▶  (empty: skip to FsDone)
 //!   ◀─── FsKeyList{p, seg, entries, last} ─────  per differing segment, in
@@ -115,6 +117,18 @@ pub enum SrcStep {
     Finished(PartStats),
 }
 
+/// Digest of a partition's whole hash tree: xxh3-64 over its segment
+/// hashes as little-endian u64s, in order. Equal digests mean equal trees
+/// (up to a 2^-64 chance), so identical partitions cost one small frame
+/// each way instead of every segment hash.
+pub fn tree_digest(hashes: &[u64]) -> u64 {
+    let mut bytes = Vec::with_capacity(hashes.len() * 8);
+    for h in hashes {
+        bytes.extend_from_slice(&h.to_le_bytes());
+    }
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
 /// Source side of one partition's exchange.
 #[derive(Debug)]
 pub struct FsSource {
@@ -127,10 +141,13 @@ pub struct FsSource {
 }
 
 impl FsSource {
-    pub fn start(partition: u32, tree_segments: u32) -> (FsSource, Msg) {
+    /// `local_hashes`: this side's segment hashes now (their digest goes in
+    /// the start frame).
+    pub fn start(partition: u32, tree_segments: u32, local_hashes: &[u64]) -> (FsSource, Msg) {
+        let digest = tree_digest(local_hashes);
         (
             FsSource { partition, tree_segments, state: SrcState::AwaitHashes, stats: PartStats::default(), next_push_seq: 1, acked_push_seq: 0 },
-            Msg::FsStart(FsStart { partition, tree_segments }),
+            Msg::FsStart(FsStart { partition, tree_segments, digest }),
         )
     }
 
@@ -161,6 +178,11 @@ impl FsSource {
     ) -> Result<Vec<SrcStep>, ProtoError> {
         let p = self.partition;
         match (&mut self.state, m) {
+            (SrcState::AwaitHashes, Msg::FsSegmentHashes(h)) if h.partition == p && h.hashes.is_empty() => {
+                // The sink's digest matched ours: nothing differs.
+                self.state = SrcState::AwaitDone;
+                Ok(vec![SrcStep::Send(self.done_msg())])
+            }
             (SrcState::AwaitHashes, Msg::FsSegmentHashes(h)) if h.partition == p => {
                 if h.hashes.len() != self.tree_segments as usize {
                     return Err(ProtoError::new(format!("sink sent {} segment hashes for partition {p}, expected {}", h.hashes.len(), self.tree_segments)));
@@ -300,7 +322,7 @@ mod tests {
         let seg_entries = |m: &BTreeMap<Vec<u8>, (u64, u64)>, s: u32| -> Vec<LocalEntry> {
             m.iter().filter(|(k, _)| seg_of(k) == s).map(|(k, (v, vh))| LocalEntry { key: k.clone(), hlc: *v, cluster: 1, vhash: *vh }).collect()
         };
-        let (mut src, start) = FsSource::start(7, SEGS);
+        let (mut src, start) = FsSource::start(7, SEGS, &hashes(&source));
         assert!(matches!(start, Msg::FsStart(_)));
         let sink_hashes = Msg::FsSegmentHashes(FsSegmentHashes { partition: 7, hashes: hashes(&sink) });
         let src_map = source.clone();
@@ -333,7 +355,7 @@ mod tests {
 
     #[test]
     fn identical_partitions_finish_after_one_round_trip() {
-        let (mut src, _) = FsSource::start(1, 4);
+        let (mut src, _) = FsSource::start(1, 4, &[9, 9, 9, 9]);
         let h = vec![1, 2, 3, 4];
         let lh = || vec![1, 2, 3, 4];
         let ls = |_s: u32| Vec::new();
@@ -342,14 +364,31 @@ mod tests {
     }
 
     #[test]
+    fn matching_digests_skip_the_segment_hashes() {
+        let local = vec![1u64, 2, 3, 4];
+        let (mut src, start) = FsSource::start(1, 4, &local);
+        let Msg::FsStart(st) = start else { panic!() };
+        assert_eq!(st.digest, tree_digest(&[1, 2, 3, 4]));
+        assert_ne!(st.digest, tree_digest(&[1, 2, 4, 3]), "the digest depends on the order of the segments");
+        assert_ne!(st.digest, tree_digest(&[1, 2, 3, 5]));
+        let lh = || vec![1, 2, 3, 4];
+        let ls = |_s: u32| Vec::new();
+        // The sink found the same digest and sent no hashes.
+        let steps = src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, hashes: vec![] }), &lh, &ls).unwrap();
+        assert!(matches!(&steps[0], SrcStep::Send(Msg::FsDone(d)) if d.segments_differing == 0));
+        let steps = src.on_msg(src.done_msg(), &lh, &ls).unwrap();
+        assert!(matches!(steps[0], SrcStep::Finished(_)));
+    }
+
+    #[test]
     fn bad_frames_are_protocol_errors() {
-        let (mut src, _) = FsSource::start(1, 4);
+        let (mut src, _) = FsSource::start(1, 4, &[0; 4]);
         let lh = || vec![0; 4];
         let ls = |_s: u32| Vec::new();
         assert!(src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, hashes: vec![0; 3] }), &lh, &ls).is_err());
-        let (mut src, _) = FsSource::start(1, 4);
+        let (mut src, _) = FsSource::start(1, 4, &[0; 4]);
         assert!(src.on_msg(Msg::FsKeyList(FsKeyList { partition: 1, segment: 0, entries: vec![], last: true }), &lh, &ls).is_err());
-        let (mut src, _) = FsSource::start(1, 4);
+        let (mut src, _) = FsSource::start(1, 4, &[0; 4]);
         assert!(src.on_msg(Msg::FsPushAck(FsPushAck { partition: 1, seq: 5 }), &lh, &ls).is_err());
     }
 }

@@ -127,9 +127,13 @@ pub struct ProxyGetReply {
 pub struct FsStart {
     pub partition: u32,
     pub tree_segments: u32,
+    /// `fullsync::tree_digest` of the source's segment hashes: a sink whose
+    /// own digest is the same answers with no hashes (nothing differs).
+    pub digest: u64,
 }
 
-/// The sink's tree segment hashes for the partition (sink → source).
+/// The sink's tree segment hashes for the partition (sink → source); none
+/// when the sink's tree digest equals the one in `FsStart`.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct FsSegmentHashes {
     pub partition: u32,

@@ -262,7 +262,10 @@ pub async fn coordinate(c: Rc<Core>) {
                         continue;
                     }
                     let st = run.parts.entry(p).or_insert_with(|| PartState { state: "pending", ..Default::default() });
-                    if st.retry_at_ms > now {
+                    // "done" before `done_partitions` says so: its result is
+                    // being persisted (scheduling it again would repeat the
+                    // whole exchange).
+                    if st.retry_at_ms > now || st.state == "done" {
                         continue;
                     }
                     if node_in_flight >= cfg.max_fssource_node || run.in_flight.len() >= cfg.max_fssource_cluster {
@@ -487,7 +490,7 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
     shared.stats_for(sink).data_modes.lock().unwrap().insert(conn.mode());
     let part = c.part(p).clone();
     let tree_segments = part.tree_segments();
-    let (mut machine, start) = FsSource::start(p, tree_segments);
+    let (mut machine, start) = FsSource::start(p, tree_segments, &part.tree_hashes());
     conn.write_frame(&start, &[]).await.map_err(|e| e.to_string())?;
     let lh = || part.tree_hashes();
     let ls = |s: u32| -> Vec<LocalEntry> {
@@ -656,7 +659,10 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
                     let _ = conn.write_frame(&Msg::error(wire::ERR_TREE, msg.clone()), &[]).await;
                     return Err(msg);
                 }
-                let hashes = part.tree_hashes();
+                let mut hashes = part.tree_hashes();
+                if wire::fullsync::tree_digest(&hashes) == s.digest {
+                    hashes.clear();
+                }
                 conn.write_frame(&Msg::FsSegmentHashes(wire::FsSegmentHashes { partition: p, hashes }), &[]).await.map_err(|e| e.to_string())?;
             }
             Msg::FsDiff(d) if d.partition == p => {

@@ -262,7 +262,7 @@ pub fn messages() -> Vec<(&'static str, Msg, Vec<u8>)> {
         ("proxy-get", Msg::ProxyGet(ProxyGet { req_id: 42, keys: vec![b"Kbucket\0key\0uid-uid-uid-uid-\0\0\0\x01".to_vec(), vec![], vec![0xff; 40]] }), vec![]),
         ("proxy-get-reply", Msg::ProxyGetReply(ProxyGetReply { req_id: 42, found: vec![true, false, true], error: String::new() }), records(2)),
         ("proxy-get-reply-err", Msg::ProxyGetReply(ProxyGetReply { req_id: 43, found: vec![], error: "at most 64 keys per proxy_get".into() }), vec![]),
-        ("fs-start", Msg::FsStart(FsStart { partition: 5, tree_segments: 4096 }), vec![]),
+        ("fs-start", Msg::FsStart(FsStart { partition: 5, tree_segments: 4096, digest: 0x1234_5678_9abc_def0 }), vec![]),
         ("fs-segment-hashes", Msg::FsSegmentHashes(FsSegmentHashes { partition: 5, hashes: (0..16u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect() }), vec![]),
         ("fs-diff", Msg::FsDiff(FsDiff { partition: 5, segments: vec![0, 7, 4095] }), vec![]),
         (
