@@ -40,6 +40,26 @@ pub fn fio_write(dir: &Path, size_mb: u64) -> f64 {
     v["jobs"][0]["write"]["bw_bytes"].as_f64().expect("fio bw_bytes")
 }
 
+/// Cold sequential reads through mmap of a file written with O_DIRECT
+/// (so not in the page cache), as the nodes read sealed log segments;
+/// bytes per second. Context for figures that read what was just written.
+pub fn fio_read_mmap(dir: &Path, size_mb: u64) -> f64 {
+    need("fio");
+    let file = dir.join("fio-read-anchor.dat");
+    let f = format!("--filename={}", file.display());
+    let size = format!("--size={size_mb}M");
+    let w = Command::new("fio")
+        .args(["--name=prep", &f, "--rw=write", "--bs=1M", &size, "--ioengine=io_uring", "--direct=1", "--end_fsync=1", "--output-format=terse"])
+        .output()
+        .expect("run fio");
+    assert!(w.status.success(), "fio failed: {}", String::from_utf8_lossy(&w.stderr));
+    let out = Command::new("fio").args(["--name=anchor", &f, "--rw=read", "--bs=1M", &size, "--ioengine=mmap", "--output-format=json"]).output().expect("run fio");
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "fio failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("fio json");
+    v["jobs"][0]["read"]["bw_bytes"].as_f64().expect("fio bw_bytes")
+}
+
 /// iperf3 single-stream loopback throughput in bytes per second.
 pub fn iperf3_loopback(seconds: u32) -> f64 {
     need("iperf3");

@@ -91,10 +91,10 @@ fn fmt_num(v: f64) -> String {
 /// Prints the table, then the JSON lines; appends the JSON lines to `out`.
 pub fn print(figs: &[Figure], out: Option<&std::path::Path>) {
     println!();
-    println!("{:<16} {:<40} {:>14} {:<10} {:<28} {:>14} {:>8} {:>8} {:>5}", "scenario", "metric", "value", "unit", "anchor", "anchor value", "ratio", "target", "met");
+    println!("{:<15} {:<42} {:>11} {:<9} {:<32} {:>11} {:>8} {:>8} {:>4}", "scenario", "metric", "value", "unit", "anchor", "anchor value", "ratio", "target", "met");
     for f in figs {
         println!(
-            "{:<16} {:<40} {:>14} {:<10} {:<28} {:>14} {:>8} {:>8} {:>5}",
+            "{:<15} {:<42} {:>11} {:<9} {:<32} {:>11} {:>8} {:>8} {:>4}",
             f.scenario,
             f.metric,
             fmt_num(f.value),

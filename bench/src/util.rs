@@ -33,13 +33,23 @@ pub fn dataplane_bin() -> PathBuf {
     bin
 }
 
-fn check_stale(me: &Path, bin: &Path) {
-    if let (Ok(a), Ok(b)) = (std::fs::metadata(me).and_then(|m| m.modified()), std::fs::metadata(&bin).and_then(|m| m.modified())) {
-        if a > b + Duration::from_secs(1) {
-            eprintln!(
-                "note: {} is older than this bench binary; if dataplane changed, rebuild it with `cargo build --release -p dataplane`",
-                bin.display()
-            );
+/// Warns when a source file of the node is newer than its binary.
+fn check_stale(_me: &Path, bin: &Path) {
+    fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+        let mut best = None;
+        for e in std::fs::read_dir(dir).ok()?.flatten() {
+            let p = e.path();
+            let t = if p.is_dir() { newest(&p) } else { p.metadata().and_then(|m| m.modified()).ok() };
+            best = best.max(t);
+        }
+        best
+    }
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else { return };
+    let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for c in ["dataplane/src", "storage/src", "wire/src"] {
+        if newest(&ws.join(c)).map(|t| t > built).unwrap_or(false) {
+            eprintln!("note: {c} changed after {} was built; rebuild it with `cargo build --release -p dataplane`", bin.display());
+            return;
         }
     }
 }
@@ -51,7 +61,10 @@ pub fn opts(name: &str, cores: usize, extra: &str) -> ClusterOpts {
     o.cores = cores;
     o.bin = Some(dataplane_bin());
     o.log_level = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
-    o.extra = extra.to_string();
+    // BENCH_REPL_EXTRA: more `[repl]` keys for tuning experiments
+    // (e.g. "window_bytes = 268435456").
+    let more = std::env::var("BENCH_REPL_EXTRA").map(|v| v.replace("\\n", "\n") + "\n").unwrap_or_default();
+    o.extra = format!("{more}{extra}");
     o
 }
 
@@ -77,7 +90,7 @@ pub fn start_at(root: &Path, port: u16, o: ClusterOpts) -> Res<Cluster> {
 
 pub fn client(addr: SocketAddr) -> S3Client {
     let mut c = S3Client::new(addr, DEMO_ACCESS_KEY, DEMO_SECRET_KEY);
-    c.timeout = Duration::from_secs(300);
+    c.timeout = Duration::from_secs(120);
     c
 }
 
@@ -135,6 +148,12 @@ impl WriteStats {
 /// PUTs objects `0..n` (key from `key(i)`, `size` bytes each) with `threads`
 /// clients, each its own connection; thread t writes i = t, t+threads, ...
 pub fn put_parallel(addr: SocketAddr, bucket: &str, n: usize, size: usize, threads: usize, seed: usize, key: &(dyn Fn(usize) -> String + Sync)) -> Res<WriteStats> {
+    put_range(addr, bucket, 0..n, size, threads, seed, key)
+}
+
+/// PUTs objects `range` (see `put_parallel`).
+pub fn put_range(addr: SocketAddr, bucket: &str, range: std::ops::Range<usize>, size: usize, threads: usize, seed: usize, key: &(dyn Fn(usize) -> String + Sync)) -> Res<WriteStats> {
+    let (first, n) = (range.start, range.end);
     let bytes = AtomicU64::new(0);
     let t = Instant::now();
     std::thread::scope(|sc| {
@@ -144,7 +163,7 @@ pub fn put_parallel(addr: SocketAddr, bucket: &str, n: usize, size: usize, threa
             hs.push(sc.spawn(move || -> Res<()> {
                 let mut c = client(addr);
                 let mut p = Payload::new(seed * 1000 + th, size);
-                let mut i = th;
+                let mut i = first + th;
                 while i < n {
                     let k = key(i);
                     let data = p.for_object(i);
@@ -160,7 +179,42 @@ pub fn put_parallel(addr: SocketAddr, bucket: &str, n: usize, size: usize, threa
         }
         hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("writer panicked".into()))).collect::<Res<Vec<()>>>()
     })?;
-    Ok(WriteStats { secs: t.elapsed().as_secs_f64(), objects: n as u64, bytes: bytes.load(Ordering::Relaxed) })
+    Ok(WriteStats { secs: t.elapsed().as_secs_f64(), objects: (n - first) as u64, bytes: bytes.load(Ordering::Relaxed) })
+}
+
+/// PUTs a node takes before the bench restarts it during long preloads
+/// (BENCH_RESTART_EVERY, 0 = never). Works around a node bug: after some
+/// 25,000 to 45,000 PUTs into a node with a realtime sink enabled but
+/// stopped, one of its executors panics in glommio ("Waker invariant
+/// broken ... refcount -32768": more than 32767 live wakers of one task)
+/// and PUTs hang.
+pub fn restart_every() -> usize {
+    std::env::var("BENCH_RESTART_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(15_000)
+}
+
+/// `put_parallel` for long preloads: restarts the node every
+/// `restart_every()` PUTs (gracefully; queued records stay queued); the
+/// time reported is the writing time only.
+pub fn put_preload(c: &mut Cluster, bucket: &str, n: usize, size: usize, threads: usize, seed: usize, key: &(dyn Fn(usize) -> String + Sync)) -> Res<WriteStats> {
+    let every = restart_every();
+    if every == 0 || n <= every {
+        return put_parallel(c.s3, bucket, n, size, threads, seed, key);
+    }
+    println!("  NOTE: restarting {} every {every} PUTs of this preload (works around the node's glommio waker panic; BENCH_RESTART_EVERY=0 disables)", c.name);
+    let mut total = WriteStats { secs: 0.0, objects: 0, bytes: 0 };
+    let mut at = 0;
+    while at < n {
+        let end = (at + every).min(n);
+        let w = put_range(c.s3, bucket, at..end, size, threads, seed, key)?;
+        total.secs += w.secs;
+        total.objects += w.objects;
+        total.bytes += w.bytes;
+        at = end;
+        if at < n {
+            c.restart()?;
+        }
+    }
+    Ok(total)
 }
 
 /// GETs objects `0..n` with `threads` clients; checks the length (and the

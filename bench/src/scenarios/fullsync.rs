@@ -9,9 +9,9 @@
 //! - a full key/hash list exchange: keys × (key bytes + an 8-byte hash);
 //! - `rsync -a --checksum --no-whole-file` of the source's data directory
 //!   onto a mirror of it (made with rsync beforehand, as a standby kept by
-//!   rsync would be), the source stopped while rsync runs;
+//!   rsync would be), while the source is idle (no writes, realtime off);
 //! - for the changed keys: twice their payload (key + value) plus the tree
-//!   exchange (the wire bytes of the run without differences).
+//!   exchange (partitions x rounds x tree segments x an 8-byte hash).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -117,18 +117,21 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     let sink = util::start_at(&root, sink_port, util::opts("fs-sink", cores, &format!("{nofs}advertise = \"{}\"\n", proxy.addr())))?;
     let mut src = util::start(&root, util::opts("fs-src", cores, nofs))?;
     util::connect_enable(&src, &proxy.addr().to_string(), "fs-sink")?;
-    util::post(&src, "/repl/realtime/start", json!({"sink": "fs-sink"}))?;
     util::create_bucket(&src, BUCKET)?;
 
-    // Identical on both: written to the source, replicated in realtime.
-    let w = util::put_parallel(src.s3, BUCKET, n, SIZE, THREADS, 1, &key)?;
-    println!("wrote {n} objects of {SIZE} bytes to the source ({THREADS} clients): {:.1} s, {:.0} objects/s (realtime on)", w.secs, w.objects_per_sec());
-    src.wait_drained("fs-sink", Duration::from_secs(1800))?;
+    // Identical on both: written to the source (realtime enabled, stopped:
+    // writes are faster so), then replicated in realtime.
+    let w = util::put_preload(&mut src, BUCKET, n, SIZE, THREADS, 1, &key)?;
+    println!("wrote {n} objects of {SIZE} bytes to the source ({THREADS} clients): {:.1} s, {:.0} objects/s", w.secs, w.objects_per_sec());
+    let d = util::start_and_drain(&src, "fs-sink", Duration::from_secs(1800))?;
+    println!("realtime carried them to the sink in {:.1} s ({:.0} objects/s)", d.secs, n as f64 / d.secs);
     util::post(&src, "/repl/realtime/disable", json!({"sink": "fs-sink"}))?;
     util::wait_for(Duration::from_secs(20), "realtime connections closed", || {
         src.sink_status("fs-sink").map(|s| s["data_connections"].as_u64() == Some(0)).unwrap_or(false)
     })?;
-    let sink_keys = sink.admin("GET", "/status", Value::Null)?["storage"]["keys"].as_u64().unwrap_or(0);
+    let sink_st = sink.admin("GET", "/status", Value::Null)?;
+    let sink_keys = sink_st["storage"]["keys"].as_u64().unwrap_or(0);
+    let ring = sink_st["node"]["ring_size"].as_u64().unwrap_or(0);
     println!("the sink holds {sink_keys} keys; realtime disabled, so only fullsync can carry changes now");
 
     // 1. No differences.
@@ -143,19 +146,15 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     let key_list = key_bytes + n as u64 * HASH_BYTES;
     println!("a full key/hash list exchange: {n} keys x (key + {HASH_BYTES}-byte hash) = {key_list} bytes");
 
-    // rsync anchor, no differences.
-    src.stop();
+    // rsync anchor, no differences. The source is idle (realtime off, no
+    // fullsync, no writes; its last writes are on disk): a restart would
+    // start new preallocated segment files, which rsync would then copy.
     let data = src.dir.join("data");
     let mirror = root.join("rsync-mirror");
+    std::thread::sleep(Duration::from_millis(300));
     rsync_plain(&data, &mirror)?;
     let (rs0_secs, rs0_bytes) = anchors::rsync_checksum_delta(&data, &mirror);
     println!("rsync -a --checksum --no-whole-file, no differences ({} bytes of data dir): {rs0_secs:.3} s, {rs0_bytes} bytes", du(&data));
-    let t = Instant::now();
-    src.start_again()?;
-    println!("source restarted with {n} keys in {:.2} s", t.elapsed().as_secs_f64());
-    util::wait_for(Duration::from_secs(30), "source reconnected to the sink", || {
-        src.sink_status("fs-sink").map(|s| s["connected"].as_bool() == Some(true)).unwrap_or(false)
-    })?;
 
     // 2. 0.1 % of the keys changed on the source only.
     let d = (n / 1000).max(1);
@@ -187,7 +186,7 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
             return Err(format!("{} differs between source and sink after the fullsync", key(i)));
         }
     }
-    src.stop();
+    std::thread::sleep(Duration::from_millis(300));
     let (rs1_secs, rs1_bytes) = anchors::rsync_checksum_delta(&data, &mirror);
     println!("rsync -a --checksum --no-whole-file, {d} keys changed: {rs1_secs:.3} s, {rs1_bytes} bytes");
     drop(src);
@@ -195,8 +194,15 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     drop(proxy);
     util::cleanup(&root);
 
-    let tree = r0.wire;
+    // The tree exchange as the protocol defines it: every partition's
+    // segment hashes, once per round (frame headers not counted).
+    let tree = ring * dataplane::repl::fullsync::ROUNDS as u64 * storage::DEFAULT_TREE_SEGMENTS as u64 * 8;
     let budget = 2 * diff_payload + tree;
+    println!(
+        "tree exchange: {ring} partitions x {} rounds x {} segment hashes x 8 bytes = {tree} bytes; differing payload (key + value): {diff_payload} bytes",
+        dataplane::repl::fullsync::ROUNDS,
+        storage::DEFAULT_TREE_SEGMENTS
+    );
     let k = if n % 1_000_000 == 0 { format!("{}M_keys", n / 1_000_000) } else { format!("{n}_keys") };
     Ok(vec![
         Figure::vs(S, &format!("nodiff_wire_bytes_{k}"), r0.wire as f64, "bytes", "key/hash list exchange", key_list as f64, "<= 0.01"),

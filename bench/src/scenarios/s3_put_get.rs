@@ -29,6 +29,11 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     let iperf = anchors::iperf3_loopback(if o.quick { 3 } else { 10 });
     println!("anchor: iperf3 single-stream loopback: {}", gbps(iperf));
 
+    // Context: GETs right after PUTs read sealed segments written with
+    // O_DIRECT (not in the page cache) through mmap.
+    let mmap_read = anchors::fio_read_mmap(&root, append_mb);
+    println!("context: fio cold sequential mmap reads of an O_DIRECT-written file: {}", gbps(mmap_read));
+
     let node = util::start(&root, util::opts("s3", util::cpus(), ""))?;
     util::create_bucket(&node, "bench")?;
     let mut figs = Vec::new();
@@ -42,6 +47,7 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
         println!("GET {n} x {label} with {threads} clients: {} ({:.0} objects/s)", gbps(r.bytes_per_sec()), r.objects_per_sec());
         figs.push(Figure::vs(S, &format!("put_{label}_{threads}_clients"), w.bytes_per_sec(), "B/s", "storage append 1MiB (1 core)", append, ">= 0.7"));
         figs.push(Figure::vs(S, &format!("get_{label}_{threads}_clients"), r.bytes_per_sec(), "B/s", "iperf3 1-stream loopback", iperf, ">= 0.8"));
+        figs.push(Figure::vs(S, &format!("get_{label}_vs_cold_mmap_read"), r.bytes_per_sec(), "B/s", "fio cold mmap seq read", mmap_read, "").no_target());
     }
     drop(node);
     util::cleanup(&root);
