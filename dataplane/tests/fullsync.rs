@@ -130,13 +130,15 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn writes_during_a_fullsync_are_neither_lost_nor_reverted() {
     let root = tempfile::tempdir().unwrap();
     let mut oa = opts("dc1");
-    oa.extra = "fullsync_max_bytes_per_sec = 4000000\n".into();
+    // About 13 MB to push at 1 MB/s: the run outlasts the writes below.
+    oa.extra = "fullsync_max_bytes_per_sec = 1000000\n".into();
     let a = start(root.path(), oa);
     let b = start(root.path(), opts("dc2"));
     let mut s3 = a.client();
     ok(s3.create_bucket("live"), "bucket");
     let mut expect = write_set(&mut s3, "live", 200, 1);
     a.replicate_to(&b).unwrap(); // also starts a fullsync (on connect)
+    eventually(Duration::from_secs(30), "the fullsync on connect runs", || fs_status(&a, "dc2")["state"] == "running");
     // Keep writing (overwrites and new keys) while the fullsync runs.
     for round in 0..3usize {
         for i in (0..260).step_by(3) {
