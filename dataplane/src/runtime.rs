@@ -61,7 +61,10 @@ pub struct Core {
     pub parts: BTreeMap<u32, Partition>,
     pub metrics: Arc<CoreMetrics>,
     pub stopping: Cell<bool>,
-    stop_waiters: RefCell<Vec<std::task::Waker>>,
+    /// Tasks waiting in `stopped()`, by slot: one entry per live `Stopped`
+    /// future, removed when that future is dropped.
+    stop_waiters: RefCell<BTreeMap<u64, std::task::Waker>>,
+    next_stop_slot: Cell<u64>,
     /// Per-core extension slots for subsystems (replication, ...).
     pub ext: crate::CoreExt,
 }
@@ -136,22 +139,64 @@ impl Core {
     }
 
     /// Resolves when the node starts shutting down.
-    pub async fn stopped(&self) {
-        std::future::poll_fn(|cx| {
-            if self.stopping.get() {
-                std::task::Poll::Ready(())
-            } else {
-                self.stop_waiters.borrow_mut().push(cx.waker().clone());
-                std::task::Poll::Pending
-            }
-        })
-        .await
+    ///
+    /// The future keeps at most one waker in `stop_waiters` and takes it
+    /// out when dropped: long-lived loops race it against other futures
+    /// (`or(accept, stopped())`, `or(recv_async, stopped())`) once per
+    /// iteration, and a waker left behind by each lost race would pile up
+    /// clones of the loop's task waker until glommio's i16 task reference
+    /// count overflows.
+    pub fn stopped(&self) -> Stopped<'_> {
+        Stopped { core: self, slot: None }
     }
 
     fn stop(&self) {
         self.stopping.set(true);
-        for w in self.stop_waiters.borrow_mut().drain(..) {
+        let ws = std::mem::take(&mut *self.stop_waiters.borrow_mut());
+        for w in ws.into_values() {
             w.wake();
+        }
+    }
+}
+
+/// The future of [`Core::stopped`].
+pub struct Stopped<'a> {
+    core: &'a Core,
+    slot: Option<u64>,
+}
+
+impl Future for Stopped<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let core = self.core;
+        if core.stopping.get() {
+            return std::task::Poll::Ready(());
+        }
+        let mut ws = core.stop_waiters.borrow_mut();
+        match self.slot {
+            Some(k) if ws.get(&k).map(|w| w.will_wake(cx.waker())).unwrap_or(false) => {}
+            Some(k) => {
+                ws.insert(k, cx.waker().clone());
+            }
+            None => {
+                let k = core.next_stop_slot.get();
+                core.next_stop_slot.set(k + 1);
+                ws.insert(k, cx.waker().clone());
+                drop(ws);
+                self.slot = Some(k);
+            }
+        }
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.slot.take() {
+            // Dropping the removed waker may run arbitrary code: not under the borrow.
+            let w = self.core.stop_waiters.borrow_mut().remove(&k);
+            drop(w);
         }
     }
 }
@@ -358,7 +403,8 @@ async fn core_main(
         node: node.clone(),
         parts,
         stopping: Cell::new(false),
-        stop_waiters: RefCell::new(Vec::new()),
+        stop_waiters: RefCell::new(BTreeMap::new()),
+        next_stop_slot: Cell::new(0),
         ext: Default::default(),
     });
     let _ = ready.send(Ok(core));
