@@ -113,6 +113,8 @@ fn link_faults_drop_cut_stall_and_delay_yet_realtime_and_fullsync_converge() {
 
 #[test]
 fn an_absent_sink_gets_ten_times_riaks_default_queue_then_the_dirty_path_converges() {
+    /// Objects of 3 MiB written at most while waiting for the dirty mark.
+    const MAX_DIRTY_OBJECTS: usize = 200;
     let root = tempfile::tempdir().unwrap();
     let mut oa = opts("dc1");
     oa.extra = "reconnect_max_ms = 1000\n".into();
@@ -157,15 +159,19 @@ fn an_absent_sink_gets_ten_times_riaks_default_queue_then_the_dirty_path_converg
     ok(a.client().create_bucket("dirty"), "bucket");
     let mut s3 = a.client();
     let mut expect2 = BTreeMap::new();
-    for i in 0..50 {
+    // Write until the drop happens (it is checked every second), then stop:
+    // what is queued afterwards is only what came after the drop.
+    let is_dirty = |a: &Cluster| a.sink_status("dc2").map(|s| s["dirty"] == true && s["retention_drops"].as_u64().unwrap_or(0) > 0).unwrap_or(false);
+    let mut i = 0;
+    while !is_dirty(&a) {
+        assert!(i < MAX_DIRTY_OBJECTS, "the sink was never marked dirty after {} MiB past a 64 MiB max_retained_bytes", i * 3);
         let data = payload(10_000 + i, 3 << 20);
         ok(s3.put("dirty", &format!("d{i:03}"), &data), "put");
         expect2.insert(format!("d{i:03}"), dataplane::s3::checksum::md5(&data));
+        i += 1;
     }
-    eventually(Duration::from_secs(30), "the sink is marked dirty once its queue passes max_retained_bytes", || {
-        a.sink_status("dc2").map(|s| s["dirty"] == true && s["retention_drops"].as_u64().unwrap_or(0) > 0).unwrap_or(false)
-    });
     let st = a.sink_status("dc2").unwrap();
+    assert!(i * (3 << 20) > 64 << 20, "dirty only past max_retained_bytes ({i} objects of 3 MiB): {st}");
     assert!(st["queued_bytes"].as_u64().unwrap() < 64 << 20, "the dropped queue no longer holds log segments: {st}");
     b.start_again().unwrap();
     // The fullsync is scheduled by itself (dirty sink, connection up).
