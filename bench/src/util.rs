@@ -183,13 +183,13 @@ pub fn put_range(addr: SocketAddr, bucket: &str, range: std::ops::Range<usize>, 
 }
 
 /// PUTs a node takes before the bench restarts it during long preloads
-/// (BENCH_RESTART_EVERY, 0 = never). Works around a node bug: after some
-/// 25,000 to 45,000 PUTs into a node with a realtime sink enabled but
-/// stopped, one of its executors panics in glommio ("Waker invariant
-/// broken ... refcount -32768": more than 32767 live wakers of one task)
-/// and PUTs hang.
+/// (BENCH_RESTART_EVERY, default 0 = never). It worked around a node bug,
+/// fixed since (a waker left behind by every lost race against
+/// `Core::stopped()` overflowed glommio's i16 task reference count after
+/// ~32k cross-core jobs); kept to compare runs with the figures recorded
+/// before the fix.
 pub fn restart_every() -> usize {
-    std::env::var("BENCH_RESTART_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(15_000)
+    std::env::var("BENCH_RESTART_EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 /// `put_parallel` for long preloads: restarts the node every
@@ -200,7 +200,7 @@ pub fn put_preload(c: &mut Cluster, bucket: &str, n: usize, size: usize, threads
     if every == 0 || n <= every {
         return put_parallel(c.s3, bucket, n, size, threads, seed, key);
     }
-    println!("  NOTE: restarting {} every {every} PUTs of this preload (works around the node's glommio waker panic; BENCH_RESTART_EVERY=0 disables)", c.name);
+    println!("  NOTE: restarting {} every {every} PUTs of this preload (BENCH_RESTART_EVERY; 0 disables)", c.name);
     let mut total = WriteStats { secs: 0.0, objects: 0, bytes: 0 };
     let mut at = 0;
     while at < n {
