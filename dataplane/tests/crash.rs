@@ -118,7 +118,12 @@ fn random_sigkills_of_source_and_sink_lose_no_acknowledged_write_and_sites_conve
     let seed = Rng::seed_from_env("CRASH_SEED");
     eprintln!("crash suite: {kills} kills, CRASH_SEED={seed}");
     let mut rng = Rng::new(seed);
-    let root = tempfile::tempdir().unwrap();
+    let mut root = tempfile::tempdir().unwrap();
+    // CRASH_KEEP: the directory survives a failure too (node logs).
+    if std::env::var("CRASH_KEEP").is_ok() {
+        root.disable_cleanup(true);
+        eprintln!("keeping {}", root.path().display());
+    }
     let mut oa = opts("src");
     oa.extra = "reconnect_max_ms = 2000\n".into();
     oa.sets = vec![format!("s3.reclaim_leeway_ms={RECLAIM_LEEWAY_MS}"), format!("s3.orphan_sweep_interval_ms={ORPHAN_SWEEP_MS}")];

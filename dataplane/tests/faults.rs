@@ -53,11 +53,12 @@ fn replicate_via(a: &Cluster, sink: &str, proxy_port: u16) {
 fn link_faults_drop_cut_stall_and_delay_yet_realtime_and_fullsync_converge() {
     let seed = Rng::seed_from_env("FAULT_SEED");
     eprintln!("link faults: FAULT_SEED={seed}");
-    let root = tempfile::tempdir().unwrap();
+    let mut root = tempfile::tempdir().unwrap();
+    // FAULT_KEEP: the directory (node logs) survives, failure or not.
     if std::env::var("FAULT_KEEP").is_ok() {
+        root.disable_cleanup(true);
         eprintln!("keeping {}", root.path().display());
     }
-    let root = if std::env::var("FAULT_KEEP").is_ok() { tempfile::TempDir::new_in(root.keep()).unwrap() } else { root };
     let timeouts = "heartbeat_ms = 300\npeer_timeout_ms = 1500\nreconnect_min_ms = 50\nreconnect_max_ms = 1000\nfullsync_on_connect = false\nfullsync_retry_max = 50\n";
     let mut oa = opts("dc1");
     oa.extra = timeouts.into();

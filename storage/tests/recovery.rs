@@ -166,3 +166,44 @@ fn corruption_in_a_sealed_segment_is_reported_and_the_rest_serves() {
         p.close().await.unwrap();
     });
 }
+
+/// A crash while a segment file was being created leaves it empty, or
+/// preallocated with its header page never written: such a file holds no
+/// record, so opening removes it and everything before it still reads. A
+/// header that is present but wrong is still refused.
+#[test]
+fn an_interrupted_segment_creation_is_removed_and_a_bad_header_refused() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let n = 200u64;
+        {
+            let p = Partition::open(dir.path(), 0, small_cfg()).await.unwrap();
+            for i in 0..n {
+                put(&p, format!("k{i}").as_bytes(), 1, &value_for(i, 1, 3000)).await;
+            }
+            p.close().await.unwrap();
+        }
+        let before = seg_files(dir.path());
+        let empty = dir.path().join("00000000000f0000-0000.seg");
+        let zeroed = dir.path().join("00000000000f0001-0000.seg");
+        std::fs::write(&empty, b"").unwrap();
+        std::fs::write(&zeroed, vec![0u8; 64 << 10]).unwrap();
+        let p = Partition::open(dir.path(), 0, small_cfg()).await.unwrap();
+        for i in 0..n {
+            assert_eq!(p.read(format!("k{i}").as_bytes(), true).unwrap().unwrap().value(), &value_for(i, 1, 3000)[..]);
+        }
+        put(&p, b"after", 2, b"still writable").await;
+        p.close().await.unwrap();
+        assert!(!empty.exists() && !zeroed.exists(), "the unfinished files are gone");
+        assert!(seg_files(dir.path()).len() >= before.len());
+
+        // A header page with something in it that is not a segment header.
+        let junk = dir.path().join("00000000000f0002-0000.seg");
+        let mut b = vec![0u8; 64 << 10];
+        b[..8].copy_from_slice(b"NOTASEG\0");
+        std::fs::write(&junk, b).unwrap();
+        let err = Partition::open(dir.path(), 0, small_cfg()).await.err().expect("a bad header is refused");
+        let msg = err.to_string();
+        assert!(msg.contains("bad magic") && msg.contains("00000000000f0002-0000.seg"), "{msg}");
+    });
+}
