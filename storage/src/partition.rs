@@ -426,8 +426,10 @@ impl Partition {
             // written. Such a file holds no record (records go in only after
             // the header is written and synced), so it is removed, not
             // reported as damage. Any other bad header is still an error.
+            // The whole file must be zeros: a real segment whose header page
+            // was damaged still has records after it, and is refused below.
             let len = std::fs::metadata(&path).map_err(|e| io_err(format!("reading {}", path.display()), e))?.len();
-            let unfinished = len < SEGMENT_HEADER_BYTES || map_file(&path, SEGMENT_HEADER_BYTES)?[..SEGMENT_HEADER_BYTES as usize].iter().all(|&b| b == 0);
+            let unfinished = len < SEGMENT_HEADER_BYTES || map_file(&path, len)?[..len as usize].iter().all(|&b| b == 0);
             if unfinished {
                 log::warn!("partition {}: removing {} (its creation was interrupted: no header, no records)", inner.id, path.display());
                 stale.push(path);

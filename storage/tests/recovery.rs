@@ -205,5 +205,17 @@ fn an_interrupted_segment_creation_is_removed_and_a_bad_header_refused() {
         let err = Partition::open(dir.path(), 0, small_cfg()).await.err().expect("a bad header is refused");
         let msg = err.to_string();
         assert!(msg.contains("bad magic") && msg.contains("00000000000f0002-0000.seg"), "{msg}");
+        assert!(junk.exists(), "a refused file is left for the operator");
+
+        // A zeroed header page with records after it is damage, not an
+        // unfinished creation: refused, and the file is kept.
+        std::fs::remove_file(&junk).unwrap();
+        let damaged = dir.path().join("00000000000f0003-0000.seg");
+        let mut b = vec![0u8; 64 << 10];
+        b[8192] = 0x5a;
+        std::fs::write(&damaged, b).unwrap();
+        let err = Partition::open(dir.path(), 0, small_cfg()).await.err().expect("a zeroed header before data is refused");
+        assert!(err.to_string().contains("bad magic"), "{err}");
+        assert!(damaged.exists());
     });
 }

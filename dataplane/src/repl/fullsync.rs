@@ -391,7 +391,7 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
         }
     });
     if let (Some(stats), true) = (record, still_running) {
-        let _ = persist(c, sink, move |x| {
+        let saved = persist(c, sink, move |x| {
             if x.fullsync.running && x.fullsync.round == round && !x.fullsync.done_partitions.contains(&p) {
                 x.fullsync.done_partitions.push(p);
                 x.fullsync.totals.segments_differing += stats.segments_differing as u64;
@@ -401,6 +401,18 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
             }
         })
         .await;
+        if let Err(e) = saved {
+            // Not recorded as done: run it again rather than wait forever
+            // for a completion that was never saved.
+            log::warn!("fullsync partition {p} (round {round}): cannot save its completion ({e}); it will run again");
+            RUNS.with(|r| {
+                if let Some(st) = r.borrow_mut().get_mut(&sink).and_then(|run| run.parts.get_mut(&p)) {
+                    st.state = "retrying";
+                    st.error = format!("cannot save the partition's completion: {e}");
+                    st.retry_at_ms = now_ms() + BUSY_RETRY_MS * 5;
+                }
+            });
+        }
     }
 }
 
