@@ -477,8 +477,9 @@ pub async fn expunge_blocks(c: &Rc<Core>, keys: Vec<Vec<u8>>) -> usize {
     found
 }
 
-/// Most blocks one sweep pass looks at per partition (bounds its memory; the
-/// rest is looked at in later passes).
+/// Most blocks one sweep pass looks at per partition (bounds its memory).
+/// Each pass takes the first ones in index order: orphans beyond them in a
+/// partition with more blocks than this are not found (a known limit).
 const MAX_SWEEP_BLOCKS_PER_PARTITION: usize = 1 << 20;
 
 /// Blocks that no current manifest, multipart part or intent refers to are
@@ -489,8 +490,10 @@ const MAX_SWEEP_BLOCKS_PER_PARTITION: usize = 1 << 20;
 /// each core lists the blocks of its partitions and asks the object's core
 /// whether anything refers to them; a block found orphaned in two
 /// consecutive passes, unchanged in between, is expunged. Nothing is
-/// expunged while fullsync pushes arrive (round 1 sends blocks whose
-/// manifest comes in round 2). A block removed this way that turns out to
+/// expunged while replicated records arrive: realtime sends a manifest's
+/// blocks in batches ahead of it, and fullsync round 1 sends blocks whose
+/// manifest comes in round 2; a pass runs only after 2 intervals without
+/// a realtime batch or fullsync push applied. A block removed this way that turns out to
 /// be needed is sent again: realtime resends every unacknowledged manifest
 /// with its blocks, and fullsync round 1 pushes missing blocks.
 pub async fn orphan_sweep_loop(c: Rc<Core>) {
@@ -501,7 +504,7 @@ pub async fn orphan_sweep_loop(c: Rc<Core>) {
         if c.stopping.get() {
             return;
         }
-        let last_push = c.node.repl.last_fullsync_push_ms.load(std::sync::atomic::Ordering::Relaxed);
+        let last_push = c.node.repl.last_replicated_apply_ms.load(std::sync::atomic::Ordering::Relaxed);
         if storage::now_ms().saturating_sub(last_push) < 2 * interval.as_millis() as u64 {
             marked.clear();
             continue;

@@ -703,7 +703,7 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
                         return Err(msg);
                     }
                 };
-                c.node.repl.last_fullsync_push_ms.store(now_ms(), Ordering::Relaxed);
+                c.node.repl.last_replicated_apply_ms.store(now_ms(), Ordering::Relaxed);
                 if let Err(e) = super::apply::apply_records(c, h.cluster_id, Arc::new(payload), recs, None, true).await {
                     // Not acknowledged: the partition is retried by the source.
                     let (code, msg) = if super::out_of_space(c).await {

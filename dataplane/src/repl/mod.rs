@@ -114,9 +114,11 @@ pub struct Shared {
     pub applied: Mutex<HashMap<(u64, u32), (u64, u64)>>,
     /// Random per start of this process (see DataHello::incarnation).
     pub incarnation: u64,
-    /// When this node last applied a fullsync push (ms; 0 = never): the
-    /// orphan-block sweep waits while fullsyncs are arriving.
-    pub last_fullsync_push_ms: AtomicU64,
+    /// When this node last applied a realtime batch or a fullsync push (ms;
+    /// 0 = never): the orphan-block sweep waits while replicated records are
+    /// arriving, since blocks travel ahead of their manifests (realtime) or
+    /// a round ahead of them (fullsync).
+    pub last_replicated_apply_ms: AtomicU64,
     pub proxy: proxy::Hub,
     /// Bumped whenever the sink configuration changes.
     pub generation: AtomicU64,
@@ -154,7 +156,7 @@ impl Shared {
             applied: Mutex::new(HashMap::new()),
             proxy: proxy::Hub::default(),
             generation: AtomicU64::new(1),
-            last_fullsync_push_ms: AtomicU64::new(0),
+            last_replicated_apply_ms: AtomicU64::new(0),
             tls,
             incarnation: {
                 let mut b = [0u8; 8];

@@ -592,6 +592,9 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                                 return Err(msg);
                             }
                         };
+                        if applied.records > 0 {
+                            shared.last_replicated_apply_ms.store(now_ms(), Ordering::Relaxed);
+                        }
                         if let Some(s) = shared.sources.lock().unwrap().get_mut(&source) {
                             s.records_applied += applied.records;
                             s.bytes_applied += applied.bytes;
