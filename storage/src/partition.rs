@@ -422,14 +422,13 @@ impl Partition {
         for n in &names {
             let path = inner.dir.join(n.file_name());
             // A crash while a segment was being created can leave its file
-            // shorter than the header page, or with the header page never
-            // written. Such a file holds no record (records go in only after
+            // empty, or preallocated with the header page never written. Such a file holds no record (records go in only after
             // the header is written and synced), so it is removed, not
             // reported as damage. Any other bad header is still an error.
             // The whole file must be zeros: a real segment whose header page
             // was damaged still has records after it, and is refused below.
             let len = std::fs::metadata(&path).map_err(|e| io_err(format!("reading {}", path.display()), e))?.len();
-            let unfinished = len < SEGMENT_HEADER_BYTES || map_file(&path, len)?[..len as usize].iter().all(|&b| b == 0);
+            let unfinished = len == 0 || map_file(&path, len)?[..len as usize].iter().all(|&b| b == 0);
             if unfinished {
                 log::warn!("partition {}: removing {} (its creation was interrupted: no header, no records)", inner.id, path.display());
                 stale.push(path);
