@@ -385,9 +385,7 @@ async fn core_main(
                 // New writes must get versions above every stored one, even
                 // when the wall clock went backwards across the restart or
                 // stored versions came from a peer whose clock runs ahead.
-                let mut newest = 0u64;
-                part.for_each_key(|_, e| newest = newest.max(e.version.hlc));
-                node.hlc.observe(newest);
+                node.hlc.observe(part.max_hlc());
                 parts.insert(p, part);
             }
             Err(e) => {

@@ -181,6 +181,8 @@ pub(crate) struct Index {
     cluster_idx: HashMap<u64, u16>,
     ordered: BTreeSet<Box<[u8]>>,
     count: usize,
+    /// Largest version stamp ever put in the index (never lowered).
+    max_hlc: u64,
 }
 
 /// Hash of a key as the index and the tree use it.
@@ -228,6 +230,7 @@ impl Index {
             cluster_idx: HashMap::new(),
             ordered: BTreeSet::new(),
             count: 0,
+            max_hlc: 0,
         }
     }
 
@@ -241,6 +244,11 @@ impl Index {
 
     pub fn len(&self) -> usize {
         self.count
+    }
+
+    /// The largest version stamp any key has had since the index was built.
+    pub fn max_hlc(&self) -> u64 {
+        self.max_hlc
     }
 
     fn entry_of(&self, s: &Slot) -> Entry {
@@ -285,6 +293,7 @@ impl Index {
     /// Points `key` at a new record. Returns the entry it replaced.
     pub fn upsert(&mut self, key: &[u8], n: NewSlot) -> Option<Entry> {
         debug_assert!(!matches!(n.kind, Kind::Expunge | Kind::Seal));
+        self.max_hlc = self.max_hlc.max(n.version.hlc);
         let h = key_hash(key);
         let ts = self.tree_segment_of(h);
         let cidx = self.cluster_index(n.version.cluster);
@@ -464,6 +473,19 @@ mod tests {
 
     fn slot(seg: u32, off: u64, v: u64, kind: Kind, flags: u8) -> NewSlot {
         NewSlot { seg, off, len: 100, kind, flags, version: Version { hlc: v, cluster: 7 }, vhash: v * 31 }
+    }
+
+    #[test]
+    fn max_hlc_is_the_largest_stamp_ever_put() {
+        let mut ix = Index::new(16);
+        assert_eq!(ix.max_hlc(), 0);
+        ix.upsert(b"a", slot(1, 0, 40, Kind::Manifest, FLAG_TREE));
+        ix.upsert(b"b", slot(1, 16, 7, Kind::Manifest, FLAG_TREE));
+        assert_eq!(ix.max_hlc(), 40);
+        // Overwritten or removed, the stamp still bounds new versions.
+        ix.upsert(b"a", slot(1, 32, 3, Kind::Tombstone, FLAG_TREE));
+        ix.remove(b"a", None);
+        assert_eq!(ix.max_hlc(), 40);
     }
 
     #[test]

@@ -422,19 +422,20 @@ impl Partition {
         for n in &names {
             let path = inner.dir.join(n.file_name());
             // A crash while a segment was being created can leave its file
-            // empty, or preallocated with the header page never written. Such a file holds no record (records go in only after
-            // the header is written and synced), so it is removed, not
-            // reported as damage. Any other bad header is still an error.
-            // The whole file must be zeros: a real segment whose header page
-            // was damaged still has records after it, and is refused below.
+            // empty, or preallocated with the header page never written.
+            // Such a file holds no record (records go in only after the
+            // header is written and synced), so it is removed rather than
+            // reported. Only an all-zero file qualifies: a real segment whose
+            // header page was damaged still has records after it, and its
+            // bad header is refused below.
             let len = std::fs::metadata(&path).map_err(|e| io_err(format!("reading {}", path.display()), e))?.len();
-            let unfinished = len == 0 || map_file(&path, len)?[..len as usize].iter().all(|&b| b == 0);
-            if unfinished {
+            let map = if len == 0 { None } else { Some(map_file(&path, len)?) };
+            if map.as_ref().map(|m| m[..len as usize].iter().all(|&b| b == 0)).unwrap_or(true) {
                 log::warn!("partition {}: removing {} (its creation was interrupted: no header, no records)", inner.id, path.display());
                 stale.push(path);
                 continue;
             }
-            let map = map_file(&path, SEGMENT_HEADER_BYTES)?;
+            let map = map.expect("a non-empty file is mapped");
             let h = SegHeader::decode(&path, &map[..])?;
             if h.format > FORMAT_VERSION {
                 return Err(Error::NewerFormat { dir: inner.dir.clone(), found: h.format, supported: FORMAT_VERSION });
@@ -1272,11 +1273,7 @@ impl Partition {
     /// Damaged regions found so far (recovery and reads). A damaged key
     /// that is back in the index (fullsync repaired it) is no longer listed.
     pub fn damage(&self) -> Vec<Damage> {
-        let ix = self.0.index.borrow();
-        self.0.damage.borrow_mut().retain(|d| match &d.key {
-            Some(k) => ix.get(k).is_none(),
-            None => true,
-        });
+        prune_repaired_damage(&self.0);
         self.0.damage.borrow().clone()
     }
 
@@ -1322,6 +1319,13 @@ impl Partition {
 
     pub fn key_count(&self) -> usize {
         self.0.index.borrow().len()
+    }
+
+    /// The largest version stamp (`Version::hlc`) stored in this partition
+    /// since it was opened, recovery included: new local versions must be
+    /// above it.
+    pub fn max_hlc(&self) -> u64 {
+        self.0.index.borrow().max_hlc()
     }
 
     // ---------------------------------------------------------------- cursors
@@ -1437,8 +1441,8 @@ impl Partition {
             unflushed_bytes: inner.unflushed.get() as u64,
             index_heap_bytes: ix.heap_bytes() as u64,
             damaged: {
-                let ix = inner.index.borrow();
-                inner.damage.borrow().iter().filter(|d| d.key.as_ref().map(|k| ix.get(k).is_none()).unwrap_or(true)).count() as u64
+                prune_repaired_damage(inner);
+                inner.damage.borrow().len() as u64
             },
             cursors: inner.cursors.borrow().len() as u64,
             compactions: inner.counters.compactions.get(),
@@ -1591,6 +1595,15 @@ impl Partition {
             None => false,
         }
     }
+}
+
+/// Forgets damage whose key is back in the index (fullsync repaired it).
+fn prune_repaired_damage(inner: &Inner) {
+    let ix = inner.index.borrow();
+    inner.damage.borrow_mut().retain(|d| match &d.key {
+        Some(k) => ix.get(k).is_none(),
+        None => true,
+    });
 }
 
 // ----------------------------------------------------------------- flusher

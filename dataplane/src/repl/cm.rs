@@ -102,7 +102,8 @@ async fn next_event(conn: &mut FrameConn, ob: &Outbox) -> Event {
     .await
 }
 
-async fn with_timeout<T>(ms: u64, f: impl std::future::Future<Output = T>) -> Option<T> {
+/// `f`, or None once `ms` have passed first.
+pub(crate) async fn with_timeout<T>(ms: u64, f: impl std::future::Future<Output = T>) -> Option<T> {
     futures_lite::future::or(async { Some(f.await) }, async {
         glommio::timer::sleep(Duration::from_millis(ms)).await;
         None

@@ -706,12 +706,8 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
                 c.node.repl.last_replicated_apply_ms.store(now_ms(), Ordering::Relaxed);
                 if let Err(e) = super::apply::apply_records(c, h.cluster_id, Arc::new(payload), recs, None, true).await {
                     // Not acknowledged: the partition is retried by the source.
-                    let (code, msg) = if super::out_of_space(c).await {
-                        (wire::ERR_NO_SPACE, format!("cluster {:?} is out of disk space and cannot store fullsync push {} of partition {p}: {e}", c.node.cluster_name(), push.seq))
-                    } else {
-                        (wire::ERR_INTERNAL, format!("cluster {:?} cannot apply fullsync push {} of partition {p}: {e}", c.node.cluster_name(), push.seq))
-                    };
-                    let _ = conn.write_frame(&Msg::error(code, msg.clone()), &[]).await;
+                    let (frame, msg) = super::apply_failure(c, &format!("fullsync push {} of partition {p}", push.seq), &e.to_string()).await;
+                    let _ = conn.write_frame(&frame, &[]).await;
                     return Err(msg);
                 }
                 conn.write_frame(&Msg::FsPushAck(wire::FsPushAck { partition: p, seq: push.seq }), &[]).await.map_err(|e| e.to_string())?;

@@ -275,6 +275,26 @@ pub fn now_ms() -> u64 {
     storage::now_ms()
 }
 
+/// The error frame a sink answers when it cannot apply `what` (a realtime
+/// batch or a fullsync push): `ERR_NO_SPACE` while a partition of this node
+/// is out of disk space, `ERR_INTERNAL` otherwise. Returns the frame and its
+/// message (for the sink's own log).
+pub async fn apply_failure(c: &Rc<Core>, what: &str, e: &str) -> (wire::Msg, String) {
+    let (code, msg) = if out_of_space(c).await {
+        (
+            wire::ERR_NO_SPACE,
+            format!(
+                "cluster {:?} is out of disk space and cannot store {what}: {e}; replication resumes by itself once space is freed in {}",
+                c.node.cluster_name(),
+                c.node.data_dir.display()
+            ),
+        )
+    } else {
+        (wire::ERR_INTERNAL, format!("cluster {:?} cannot apply {what}: {e}", c.node.cluster_name()))
+    };
+    (wire::Msg::error(code, msg.clone()), msg)
+}
+
 /// Whether any partition of this node is refusing writes for lack of disk
 /// space (asks every core; used on error paths only).
 pub async fn out_of_space(c: &Rc<Core>) -> bool {

@@ -573,22 +573,8 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                             Err(e) => {
                                 // Nothing of this batch is acknowledged; the
                                 // source sends it again after reconnecting.
-                                let (code, msg) = if super::out_of_space(&c).await {
-                                    (
-                                        wire::ERR_NO_SPACE,
-                                        format!(
-                                            "cluster {:?} is out of disk space and cannot store batch {} of partition {}: {e}; \
-                                             realtime pauses and resumes by itself once space is freed in {}",
-                                            c.node.cluster_name(),
-                                            b.seq,
-                                            b.partition,
-                                            c.node.data_dir.display()
-                                        ),
-                                    )
-                                } else {
-                                    (wire::ERR_INTERNAL, format!("cluster {:?} cannot apply batch {} of partition {}: {e}", c.node.cluster_name(), b.seq, b.partition))
-                                };
-                                let _ = conn.write_frame(&Msg::error(code, msg.clone()), &[]).await;
+                                let (frame, msg) = super::apply_failure(&c, &format!("batch {} of partition {}", b.seq, b.partition), &e.to_string()).await;
+                                let _ = conn.write_frame(&frame, &[]).await;
                                 return Err(msg);
                             }
                         };

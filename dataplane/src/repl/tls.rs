@@ -650,11 +650,11 @@ async fn read_ready(s: &mut TcpStream, conn: &mut rustls::Connection) -> Result<
 /// Bounds a handshake step: a peer that goes silent in the middle of a
 /// handshake must not hold the connection (and its task) forever.
 async fn within_handshake_time<T, E: ToString>(f: impl std::future::Future<Output = Result<T, E>>) -> Result<T, String> {
-    futures_lite::future::or(async { f.await.map_err(|e| e.to_string()) }, async {
-        glommio::timer::sleep(std::time::Duration::from_millis(super::cm::HELLO_TIMEOUT_MS)).await;
-        Err(format!("the handshake did not finish within {} ms (the peer went silent)", super::cm::HELLO_TIMEOUT_MS))
-    })
-    .await
+    let ms = super::cm::HELLO_TIMEOUT_MS;
+    match super::cm::with_timeout(ms, f).await {
+        Some(r) => r.map_err(|e| e.to_string()),
+        None => Err(format!("the handshake did not finish within {ms} ms (the peer went silent)")),
+    }
 }
 
 /// Wraps an outgoing connection as the configuration says (TLS or not).
