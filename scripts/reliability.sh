@@ -31,11 +31,6 @@ CRASH_KILLS=$kills cargo test --release -p dataplane --test crash -- --test-thre
 step "link faults, absent sink, full disks, hostile frames, admin access"
 cargo test --release -p dataplane --test faults -- --test-threads=1 --nocapture
 
-if [ "$mode" = "--long" ]; then
-  step "full sink disk (known to stick about one run in five; see docs/reliability.md)"
-  cargo test --release -p dataplane --test faults -- --test-threads=1 --nocapture --ignored full_sink
-fi
-
 step "fuzz: frame, record, http, sigv4 for ${fuzz}s each"
 FUZZ_SECONDS=$fuzz cargo test --release -p dataplane-fuzz --test fuzz -- --test-threads=1 --nocapture
 

@@ -98,10 +98,17 @@ impl Partition {
 
     async fn compact_run(&self, run: Vec<Rc<Segment>>) -> Result<CompactionStats> {
         let inner = &self.0;
+        // Reset on drop too: a caller that abandons a compaction must not
+        // leave the partition marked as compacting for ever.
+        struct Compacting<'a>(&'a std::cell::Cell<bool>);
+        impl Drop for Compacting<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
         inner.compacting.set(true);
-        let r = self.compact_run_inner(run).await;
-        inner.compacting.set(false);
-        r
+        let _flag = Compacting(&inner.compacting);
+        self.compact_run_inner(run).await
     }
 
     async fn compact_run_inner(&self, run: Vec<Rc<Segment>>) -> Result<CompactionStats> {

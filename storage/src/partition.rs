@@ -1040,30 +1040,42 @@ impl Partition {
     }
 
     /// Seals the active segment and continues in a new one.
+    ///
+    /// The roll runs as a task of its own: the append that asked for it may
+    /// be dropped at any await (a request whose client went away, a batch
+    /// abandoned after another record of it failed), and a roll cut short
+    /// would leave `rolling` set and every later append waiting forever.
     async fn roll(&self) -> Result<()> {
         let inner = &self.0;
         while inner.rolling.get() {
             self.wait_progress().await;
         }
         inner.rolling.set(true);
-        let res = self.roll_inner().await;
-        match &res {
-            Ok(()) => {
-                if inner.no_space.borrow_mut().take().is_some() {
-                    log::info!("partition {}: disk space available again", inner.id);
+        let p = self.clone();
+        let done = glommio::spawn_local(async move {
+            let res = p.roll_inner().await;
+            let inner = &p.0;
+            match &res {
+                Ok(()) => {
+                    if inner.no_space.borrow_mut().take().is_some() {
+                        log::info!("partition {}: disk space available again", inner.id);
+                    }
                 }
-            }
-            Err(Error::NoSpace { detail, .. }) => {
-                if inner.no_space.borrow().is_none() {
-                    log::error!("partition {}: disk full in {}: {detail}", inner.id, inner.dir.display());
+                Err(Error::NoSpace { detail, .. }) => {
+                    if inner.no_space.borrow().is_none() {
+                        log::error!("partition {}: disk full in {}: {detail}", inner.id, inner.dir.display());
+                    }
+                    *inner.no_space.borrow_mut() = Some(detail.clone());
                 }
-                *inner.no_space.borrow_mut() = Some(detail.clone());
+                Err(_) => {}
             }
-            Err(_) => {}
-        }
-        inner.rolling.set(false);
-        inner.progress.wake_all();
-        res
+            inner.rolling.set(false);
+            inner.progress.wake_all();
+            res
+        })
+        .detach();
+        // `None` only when the executor itself is going away.
+        done.await.unwrap_or(Err(Error::Closed(inner.id)))
     }
 
     async fn roll_inner(&self) -> Result<()> {

@@ -219,3 +219,56 @@ fn group_commit_shares_fdatasyncs() {
         p.close().await.unwrap();
     });
 }
+
+#[test]
+fn an_append_dropped_while_it_rolls_the_segment_leaves_the_partition_writable() {
+    // A request whose client goes away drops its append at whatever await it
+    // sits; when that append was rolling to a new segment, later appends must
+    // not wait for a roll that nobody finishes.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    run(move || async move {
+        let cfg = PartitionConfig { prealloc_step_bytes: 1 << 20, ..small_cfg() };
+        let p = Partition::open(&d, 0, cfg).await.unwrap();
+        let value = value_for(0, 1, 60 << 10);
+        let mut written = Vec::new();
+        let mut dropped_in_roll = 0;
+        let mut i = 0u64;
+        while dropped_in_roll < 3 {
+            assert!(i < 1000, "no append ever had to roll");
+            let key = format!("k{i:05}").into_bytes();
+            let segs = p.stats().segments;
+            let r = WriteRecord { kind: Kind::Block, flags: FLAG_TREE, key: &key, meta: b"", value: &[&value], version: ver(1), vhash: 1 };
+            match futures_lite::future::poll_once(p.append(&r, PutMode::Always)).await {
+                Some(out) => {
+                    out.unwrap();
+                    written.push(key);
+                }
+                // Pending on the first poll: the segment is full and the
+                // append is creating the next one. Drop it there.
+                None => {
+                    dropped_in_roll += 1;
+                    let later = glommio::timer::timeout(std::time::Duration::from_secs(10), async {
+                        Ok(put(&p, &key, 2, &value).await)
+                    })
+                    .await;
+                    assert!(later.is_ok(), "an append after a dropped roll still waits after 10 s");
+                    assert!(p.stats().segments > segs, "the dropped roll was finished");
+                    written.push(key);
+                }
+            }
+            i += 1;
+        }
+        let last = put(&p, b"last", 1, b"x").await;
+        p.wait_durable(last).await.unwrap();
+        for k in &written {
+            assert_eq!(p.read(k, true).unwrap().expect("present").value(), &value[..]);
+        }
+        p.close().await.unwrap();
+        let p = Partition::open(&d, 0, small_cfg()).await.unwrap();
+        for k in &written {
+            assert_eq!(p.read(k, true).unwrap().expect("present after a restart").value(), &value[..]);
+        }
+        p.close().await.unwrap();
+    });
+}

@@ -67,6 +67,22 @@ async fn apply_on_owner(c: &Rc<Core>, payload: Arc<Vec<u8>>, off: usize, h: Head
     c.call(core, run).await
 }
 
+type BlockTask = glommio::Task<Result<Option<(u32, u64)>, String>>;
+
+/// Waits for every block write in flight, even after one has failed:
+/// dropping a task cancels it at whatever await it sits, and storage work
+/// cut short mid-way is not something to leave behind. Returns the first
+/// error.
+async fn settle_blocks(blocks: &mut Vec<BlockTask>) -> Result<(), String> {
+    let mut first_err = None;
+    for t in blocks.drain(..) {
+        if let Err(e) = t.await {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
 /// Applies records in order. Non-block records with an LSN up to
 /// `skip_through` were applied before and are skipped. Returns once every
 /// applied record is durable (as the sync mode defines it).
@@ -81,7 +97,7 @@ pub async fn apply_records(
     let me = c.node.cluster_id;
     let mut stats = Applied::default();
     let mut local_waits: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut blocks: Vec<glommio::Task<Result<Option<(u32, u64)>, String>>> = Vec::new();
+    let mut blocks: Vec<BlockTask> = Vec::new();
     for (off, h) in recs {
         let bytes = &payload[off..off + h.len as usize];
         let mut routed = decode_routed(&bytes[h.meta_range()]);
@@ -114,9 +130,7 @@ pub async fn apply_records(
         }
         stats.records += 1;
         stats.bytes += h.len as u64;
-        for t in blocks.drain(..) {
-            t.await?;
-        }
+        settle_blocks(&mut blocks).await?;
         let key = &bytes[h.key_range()];
         let p = partition_of(xxh3_64(&key[1..]), c.node.ring);
         if c.node.owner(p) == c.id {
@@ -128,9 +142,7 @@ pub async fn apply_records(
             apply_on_owner(c, payload.clone(), off, h, routed, repair, true).await?;
         }
     }
-    for t in blocks {
-        t.await?;
-    }
+    settle_blocks(&mut blocks).await?;
     for (p, lsn) in local_waits {
         objects::settle(c.part(p), lsn).await.map_err(|e| e.to_string())?;
     }
