@@ -793,29 +793,32 @@ impl Partition {
     async fn create_segment(&self, name: SegName, cover_to: u64, capacity: u64) -> Result<(Rc<DmaFile>, Rc<Segment>)> {
         let inner = &self.0;
         let path = inner.dir.join(name.file_name());
-        let file = DmaFile::create(&path)
-            .await
-            .map_err(|e| io_err(format!("creating {}", path.display()), glommio_io(e)))?;
+        // Every step can meet a full disk (a new inode, the header block,
+        // the journal on sync); each says so rather than passing for an
+        // I/O failure.
+        let fail = |what: String, e: std::io::Error| {
+            if is_enospc(&e) {
+                Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail: format!("{what}: {e}") }
+            } else {
+                io_err(what, e)
+            }
+        };
+        let file = DmaFile::create(&path).await.map_err(|e| fail(format!("creating {}", path.display()), glommio_io(e)))?;
         let first = inner.cfg.prealloc_step_bytes.min(capacity);
         if let Err(e) = file.pre_allocate(first, false).await {
-            let e = glommio_io(e);
             let _ = file.remove().await;
-            return Err(if is_enospc(&e) {
-                Error::NoSpace { partition: inner.id, dir: inner.dir.clone(), detail: format!("cannot preallocate {}: {e}", path.display()) }
-            } else {
-                io_err(format!("preallocating {}", path.display()), e)
-            });
+            return Err(fail(format!("cannot preallocate {}", path.display()), glommio_io(e)));
         }
         let mut hdr = file.alloc_dma_buffer(SEGMENT_HEADER_BYTES as usize);
         SegHeader { format: FORMAT_VERSION, partition: inner.id, name, cover_to, created_ms: crate::now_ms(), capacity }
             .encode(hdr.as_bytes_mut());
-        file.write_at(hdr, 0).await.map_err(|e| io_err(format!("writing header of {}", path.display()), glommio_io(e)))?;
-        file.fdatasync().await.map_err(|e| io_err(format!("syncing {}", path.display()), glommio_io(e)))?;
+        file.write_at(hdr, 0).await.map_err(|e| fail(format!("writing header of {}", path.display()), glommio_io(e)))?;
+        file.fdatasync().await.map_err(|e| fail(format!("syncing {}", path.display()), glommio_io(e)))?;
         let d = inner.dir.clone();
         glommio::executor()
             .spawn_blocking(move || std::fs::File::open(d).and_then(|f| f.sync_all()))
             .await
-            .map_err(|e| io_err(format!("syncing directory {}", inner.dir.display()), e))?;
+            .map_err(|e| fail(format!("syncing directory {}", inner.dir.display()), e))?;
         let map = map_file(&path, capacity)?;
         let id = inner.segs.borrow().next_id();
         let seg = Rc::new(Segment::new(id, name, path, cover_to, capacity, map));
