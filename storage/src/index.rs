@@ -299,17 +299,28 @@ impl Index {
         let cidx = self.cluster_index(n.version.cluster);
         let th = table_hash(h);
         let w1 = Slot::pack1(n.seg, n.off, cidx);
+        // One probe finds the key or the slot it goes into.
         let arena = &self.arena;
-        let found = self.tables[ts]
-            .find_mut(th, |s| s.key_len() == key.len() && arena.get(s.arena_off(), s.key_len()) == key)
-            .map(|s| {
+        let found = match self.tables[ts].entry(
+            th,
+            |s| s.key_len() == key.len() && arena.get(s.arena_off(), s.key_len()) == key,
+            |s| table_hash(key_hash(arena.get(s.arena_off(), s.key_len()))),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut o) => {
+                let s = o.get_mut();
                 let old = *s;
                 s.w0 = Slot::pack0(old.arena_off(), key.len(), n.kind, n.flags);
                 s.w1 = w1;
                 s.hlc = n.version.hlc;
                 s.vhash = n.vhash;
-                old
-            });
+                Some(old)
+            }
+            hashbrown::hash_table::Entry::Vacant(v) => {
+                let aoff = self.arena.push(key, n.len);
+                v.insert(Slot { w0: Slot::pack0(aoff, key.len(), n.kind, n.flags), w1, hlc: n.version.hlc, vhash: n.vhash });
+                None
+            }
+        };
         let old = match found {
             Some(s) => {
                 let e = self.entry_of(&s);
@@ -320,10 +331,6 @@ impl Index {
                 Some(e)
             }
             None => {
-                let aoff = self.arena.push(key, n.len);
-                let slot = Slot { w0: Slot::pack0(aoff, key.len(), n.kind, n.flags), w1, hlc: n.version.hlc, vhash: n.vhash };
-                let arena = &self.arena;
-                self.tables[ts].insert_unique(th, slot, |s| table_hash(key_hash(arena.get(s.arena_off(), s.key_len()))));
                 self.count += 1;
                 None
             }
