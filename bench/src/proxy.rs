@@ -46,9 +46,6 @@ pub struct ProxySet {
     pub base: u16,
     pub count: u16,
     pub counters: Arc<Counters>,
-    /// One-way delay in microseconds, read for every chunk (delaying
-    /// proxies only).
-    one_way_us: Arc<AtomicU64>,
     shared: Arc<Shared>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
@@ -80,7 +77,7 @@ impl ProxySet {
     }
 
     /// A delaying proxy: every chunk is forwarded at its arrival + rtt / 2
-    /// (in each direction); `set_rtt` changes the delay of later chunks.
+    /// (in each direction).
     pub fn delaying(count: u16, target: SocketAddr, rtt: Duration, avoid: &[(u16, u16)]) -> ProxySet {
         Self::start(count, target, Some(rtt), avoid)
     }
@@ -97,11 +94,7 @@ impl ProxySet {
             let delay = rtt.map(|_| one_way_us.clone());
             threads.push(std::thread::spawn(move || accept_loop(l, to, delay, counters, shared)));
         }
-        ProxySet { base, count, counters, one_way_us, shared, threads }
-    }
-
-    pub fn set_rtt(&self, rtt: Duration) {
-        self.one_way_us.store(rtt.as_micros() as u64 / 2, Ordering::SeqCst);
+        ProxySet { base, count, counters, shared, threads }
     }
 
     pub fn addr(&self) -> SocketAddr {
