@@ -319,6 +319,15 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Upper bound for `s3.min_part_bytes`: S3's largest part.
+const MAX_MIN_PART_BYTES: u64 = 5 << 30;
+/// Upper bound for delays and periods that are plain waits: one day.
+const MAX_DELAY_MS: u64 = 86_400_000;
+/// Upper bound for `storage.tombstone_grace_ms`: 30 days.
+const MAX_TOMBSTONE_GRACE_MS: u64 = 30 * MAX_DELAY_MS;
+/// Smallest non-zero `repl.fullsync_max_bytes_per_sec` (one smallest batch a second).
+const MIN_FULLSYNC_RATE_BYTES: u64 = 64 << 10;
+
 fn bad<T>(key: &str, value: impl std::fmt::Display, allowed: &str) -> Result<T, ConfigError> {
     Err(ConfigError(format!("{key} = {value}: {allowed}")))
 }
@@ -382,6 +391,12 @@ impl Config {
         if s.orphan_sweep_interval_ms < 1000 {
             return bad("s3.orphan_sweep_interval_ms", s.orphan_sweep_interval_ms, "at least 1000");
         }
+        if s.min_part_bytes == 0 || s.min_part_bytes > MAX_MIN_PART_BYTES {
+            return bad("s3.min_part_bytes", s.min_part_bytes, &format!("between 1 and {MAX_MIN_PART_BYTES} (S3's largest part, 5 GiB)"));
+        }
+        if s.reclaim_leeway_ms > MAX_DELAY_MS {
+            return bad("s3.reclaim_leeway_ms", s.reclaim_leeway_ms, &format!("at most {MAX_DELAY_MS} (one day)"));
+        }
         if s.max_connections_per_core == 0 {
             return bad("s3.max_connections_per_core", s.max_connections_per_core, "at least 1");
         }
@@ -397,6 +412,12 @@ impl Config {
         }
         if (st.segment_bytes as u128) < (s.block_size as u128) * 4 {
             return bad("storage.segment_bytes", st.segment_bytes, "must hold at least 4 blocks (s3.block_size)");
+        }
+        if st.tombstone_grace_ms > MAX_TOMBSTONE_GRACE_MS {
+            return bad("storage.tombstone_grace_ms", st.tombstone_grace_ms, &format!("at most {MAX_TOMBSTONE_GRACE_MS} (30 days)"));
+        }
+        if st.compaction_interval_ms < 100 || st.compaction_interval_ms > MAX_DELAY_MS {
+            return bad("storage.compaction_interval_ms", st.compaction_interval_ms, &format!("between 100 and {MAX_DELAY_MS} (one day)"));
         }
         if st.io_memory_bytes < 1 << 20 {
             return bad("storage.io_memory_bytes", st.io_memory_bytes, "at least 1048576");
@@ -442,6 +463,9 @@ impl Config {
         }
         if r.proxy_get_timeout_ms < 100 {
             return bad("repl.proxy_get_timeout_ms", r.proxy_get_timeout_ms, "at least 100");
+        }
+        if r.fullsync_max_bytes_per_sec != 0 && r.fullsync_max_bytes_per_sec < MIN_FULLSYNC_RATE_BYTES {
+            return bad("repl.fullsync_max_bytes_per_sec", r.fullsync_max_bytes_per_sec, &format!("0 (unlimited) or at least {MIN_FULLSYNC_RATE_BYTES}"));
         }
         if r.max_retained_bytes < 1 << 20 {
             return bad("repl.max_retained_bytes", r.max_retained_bytes, "at least 1048576");
@@ -561,5 +585,16 @@ mod tests {
         assert!(e.contains("admin.token"), "{e}");
         let e = Config::load(None, &[]).unwrap_err().to_string();
         assert!(e.contains("s3.keys"), "{e}");
+        for (set, key) in [
+            ("s3.min_part_bytes=0", "s3.min_part_bytes = 0"),
+            ("s3.reclaim_leeway_ms=999999999999", "s3.reclaim_leeway_ms = 999999999999"),
+            ("storage.tombstone_grace_ms=999999999999", "storage.tombstone_grace_ms = 999999999999"),
+            ("storage.compaction_interval_ms=10", "storage.compaction_interval_ms = 10"),
+            ("repl.fullsync_max_bytes_per_sec=1000", "repl.fullsync_max_bytes_per_sec = 1000"),
+        ] {
+            let e = with(&[set]).unwrap_err().to_string();
+            assert!(e.contains(key) && (e.contains("between") || e.contains("at most") || e.contains("at least")), "{set}: {e}");
+        }
+        with(&["s3.min_part_bytes=1", "s3.reclaim_leeway_ms=0", "storage.tombstone_grace_ms=0", "storage.compaction_interval_ms=100", "repl.fullsync_max_bytes_per_sec=0"]).unwrap();
     }
 }
