@@ -478,9 +478,20 @@ pub async fn expunge_blocks(c: &Rc<Core>, keys: Vec<Vec<u8>>) -> usize {
 }
 
 /// Most blocks one sweep pass looks at per partition (bounds its memory).
-/// Each pass takes the first ones in index order: orphans beyond them in a
-/// partition with more blocks than this are not found (a known limit).
+/// A partition with more blocks is swept in windows of this many (in index
+/// order), each window looked at in two passes in a row (mark, confirm)
+/// before the next one; after the last window the sweep starts over.
 const MAX_SWEEP_BLOCKS_PER_PARTITION: usize = 1 << 20;
+
+/// Where the sweep window of a partition starts next, after a confirming
+/// pass over `start .. start + max` of `total` blocks.
+fn next_sweep_window(start: usize, total: usize, max: usize) -> usize {
+    if start + max >= total {
+        0
+    } else {
+        start + max
+    }
+}
 
 /// Blocks that no current manifest, multipart part or intent refers to are
 /// *orphans*. They appear on sinks: blocks that arrived ahead of a manifest
@@ -499,6 +510,10 @@ const MAX_SWEEP_BLOCKS_PER_PARTITION: usize = 1 << 20;
 pub async fn orphan_sweep_loop(c: Rc<Core>) {
     let interval = std::time::Duration::from_millis(c.node.cfg.s3.orphan_sweep_interval_ms);
     let mut marked: std::collections::HashMap<Vec<u8>, (u32, u64)> = std::collections::HashMap::new();
+    // Per partition: first block (in index order) of the current window.
+    let mut window: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    // Whether this pass confirms the marks of the one before (same windows).
+    let mut confirming = false;
     loop {
         futures_lite::future::or(glommio::timer::sleep(interval), c.stopped()).await;
         if c.stopping.get() {
@@ -507,6 +522,7 @@ pub async fn orphan_sweep_loop(c: Rc<Core>) {
         let last_push = c.node.repl.last_replicated_apply_ms.load(std::sync::atomic::Ordering::Relaxed);
         if storage::now_ms().saturating_sub(last_push) < 2 * interval.as_millis() as u64 {
             marked.clear();
+            confirming = false;
             continue;
         }
         let mut next = std::collections::HashMap::new();
@@ -518,15 +534,22 @@ pub async fn orphan_sweep_loop(c: Rc<Core>) {
             }
             let part = c.part(p).clone();
             let mut groups: std::collections::BTreeMap<(String, String, Uid), Vec<(Vec<u8>, u32, u64)>> = Default::default();
+            let start = window.get(&p).copied().unwrap_or(0);
+            let end = start + MAX_SWEEP_BLOCKS_PER_PARTITION;
             let mut n = 0usize;
             part.for_each_key(|k, e| {
-                if e.kind == Kind::Block && n < MAX_SWEEP_BLOCKS_PER_PARTITION {
+                if e.kind == Kind::Block {
                     if let Some((b, key, uid, _)) = parse_block_key(k) {
+                        if (start..end).contains(&n) {
+                            groups.entry((b, key, uid)).or_default().push((k.to_vec(), e.seg, e.off));
+                        }
                         n += 1;
-                        groups.entry((b, key, uid)).or_default().push((k.to_vec(), e.seg, e.off));
                     }
                 }
             });
+            if confirming {
+                window.insert(p, next_sweep_window(start, n, MAX_SWEEP_BLOCKS_PER_PARTITION));
+            }
             if groups.is_empty() {
                 continue;
             }
@@ -548,6 +571,7 @@ pub async fn orphan_sweep_loop(c: Rc<Core>) {
             glommio::yield_if_needed().await;
         }
         marked = next;
+        confirming = !confirming;
         if swept > 0 {
             log::info!("core {}: expunged {swept} orphan blocks (no manifest, part or intent refers to them)", c.id);
             c.node.metrics[c.id].orphan_blocks_expunged.fetch_add(swept, std::sync::atomic::Ordering::Relaxed);
@@ -1045,5 +1069,25 @@ pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &
             }
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::next_sweep_window;
+
+    #[test]
+    fn sweep_windows_cover_every_block_then_start_over() {
+        // 2.5 windows of blocks: windows at 0, 4, 8, then back to 0.
+        let (max, total) = (4, 10);
+        let mut starts = vec![0];
+        for _ in 0..3 {
+            starts.push(next_sweep_window(*starts.last().unwrap(), total, max));
+        }
+        assert_eq!(starts, vec![0, 4, 8, 0]);
+        // Fewer blocks than one window: always the whole partition.
+        assert_eq!(next_sweep_window(0, 3, max), 0);
+        // The partition shrank below the window's start: start over.
+        assert_eq!(next_sweep_window(8, 5, max), 0);
     }
 }
