@@ -96,6 +96,11 @@ struct SinkRun {
     failed_partitions: BTreeSet<u32>,
     /// Failed partition attempts that were retried, this run (both rounds).
     retries: u64,
+    /// Partitions whose trees were identical in round 1 of this run: round 2
+    /// has nothing to carry for them (writes since go by realtime and the
+    /// next run), so it skips them. Kept in memory only: after a restart the
+    /// round-2 exchange of such a partition simply runs (and finds nothing).
+    identical_in_round1: BTreeSet<u32>,
 }
 
 thread_local! {
@@ -239,6 +244,9 @@ pub async fn coordinate(c: Rc<Core>) {
                         run.parts.clear();
                         run.failed_partitions.clear();
                         run.retries = 0;
+                        if !resume {
+                            run.identical_in_round1.clear();
+                        }
                     });
                     let p2 = progress.clone();
                     let _ = persist(&c, id, move |x| x.fullsync = p2).await;
@@ -305,8 +313,18 @@ pub async fn coordinate(c: Rc<Core>) {
                     let _ = persist(&c, id, move |x| x.fullsync = p2).await;
                 } else if round < ROUNDS {
                     p2.round = round + 1;
-                    p2.done_partitions.clear();
-                    RUNS.with(|r| r.borrow_mut().get_mut(&id).unwrap().parts.clear());
+                    // Partitions found identical in round 1 count as done in
+                    // round 2 without another exchange.
+                    let same: Vec<u32> = RUNS.with(|r| {
+                        let mut r = r.borrow_mut();
+                        let run = r.get_mut(&id).unwrap();
+                        run.parts.clear();
+                        for &p in &run.identical_in_round1 {
+                            run.parts.insert(p, PartState { state: "done", ..PartState::default() });
+                        }
+                        run.identical_in_round1.iter().copied().collect()
+                    });
+                    p2.done_partitions = same;
                     let _ = persist(&c, id, move |x| x.fullsync = p2).await;
                 } else {
                     p2.running = false;
@@ -365,6 +383,9 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
                 st.error.clear();
                 st.stats = stats.clone();
                 record = Some(stats.clone());
+                if round == 1 && stats.segments_differing == 0 && still_running {
+                    run.identical_in_round1.insert(p);
+                }
             }
             Err(FsError::Wait(why, ms)) => {
                 st.state = "waiting";
