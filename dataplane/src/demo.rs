@@ -92,17 +92,27 @@ pub struct Cluster {
     child: Option<Child>,
 }
 
+/// Cluster ports are taken from `FIRST_CLUSTER_PORT .. EPHEMERAL_PORTS_START`,
+/// below Linux's ephemeral range (32768 and up by default): a client polling
+/// a port that is not listening yet could otherwise be handed that very port
+/// as its own source port and connect to itself (TCP simultaneous open),
+/// which then keeps the node from binding it.
+const FIRST_CLUSTER_PORT: u16 = 10000;
+const EPHEMERAL_PORTS_START: u16 = 32768;
+
 /// Picks a base port with PORTS_PER_CLUSTER free ports after it.
 pub fn free_base_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let start = 20000 + (std::process::id() % 300) as u16 * 100;
-    loop {
+    let slots = (EPHEMERAL_PORTS_START - FIRST_CLUSTER_PORT) / PORTS_PER_CLUSTER;
+    let start = (std::process::id() % slots as u32) as u16;
+    for _ in 0..slots {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let base = start.wrapping_add(n * PORTS_PER_CLUSTER) % 40000 + 20000;
+        let base = FIRST_CLUSTER_PORT + (start.wrapping_add(n) % slots) * PORTS_PER_CLUSTER;
         if (0..PORTS_PER_CLUSTER).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
+    panic!("no {PORTS_PER_CLUSTER} consecutive free loopback ports between {FIRST_CLUSTER_PORT} and {EPHEMERAL_PORTS_START}");
 }
 
 impl Cluster {

@@ -61,16 +61,23 @@ def _port_free(port: int) -> bool:
 _taken: set = set()
 
 
+def _ephemeral_start() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(n: int) -> int:
     """A base port P such that P .. P+n-1 are free on 127.0.0.1 right now
-    (and not handed out earlier in this run)."""
+    (and not handed out earlier in this run). Taken below the ephemeral
+    range: polling a node's port before it listens could otherwise get that
+    very port as the client's source port and connect to itself (TCP
+    simultaneous open), which then keeps the node from binding it."""
+    top = min(_ephemeral_start(), 32768) - n
     for _ in range(2000):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
-        s.close()
-        if base + n > 65535:
-            continue
+        base = random.randrange(10000, top)
         ports = range(base, base + n)
         if any(p in _taken for p in ports):
             continue
