@@ -442,7 +442,7 @@ async fn core_main(
 }
 
 async fn compaction_loop(c: Rc<Core>) {
-    let every = Duration::from_millis(c.node.cfg.storage.compaction_interval_ms.max(100));
+    let every = Duration::from_millis(c.node.cfg.storage.compaction_interval_ms);
     loop {
         futures_lite::future::or(glommio::timer::sleep(every), c.stopped()).await;
         if c.stopping.get() {

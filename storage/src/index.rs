@@ -6,7 +6,7 @@
 //! small steps, and the tree segment's hash (XOR of
 //! `xxh3(key, version, vhash)` over its keys) is kept up to date in O(1).
 //!
-//! Keys live in an append-only arena; a slot is 40 bytes (see `Slot`).
+//! Keys live in an append-only arena; a slot is 32 bytes (see `Slot`).
 
 use std::collections::{BTreeSet, HashMap};
 
