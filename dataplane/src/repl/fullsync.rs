@@ -98,9 +98,11 @@ struct SinkRun {
     retries: u64,
     /// Partitions whose trees were identical in round 1 of this run: round 2
     /// has nothing to carry for them (writes since go by realtime and the
-    /// next run), so it skips them. Kept in memory only: after a restart the
-    /// round-2 exchange of such a partition simply runs (and finds nothing).
-    identical_in_round1: BTreeSet<u32>,
+    /// next run), so it skips them. Each with the time its exchange ended:
+    /// only exchanges over the current control connection count (a sink
+    /// that restarted since, e.g. after its disk was repaired or damaged,
+    /// gets round 2 in full). Emptied whenever a run starts or resumes.
+    identical_in_round1: BTreeMap<u32, u64>,
 }
 
 thread_local! {
@@ -244,9 +246,11 @@ pub async fn coordinate(c: Rc<Core>) {
                         run.parts.clear();
                         run.failed_partitions.clear();
                         run.retries = 0;
-                        if !resume {
-                            run.identical_in_round1.clear();
-                        }
+                        // Also on resume: what round 1 saw before a pause
+                        // may no longer hold (the sink may have been
+                        // restarted, repaired or damaged meanwhile), and
+                        // round 2 is what catches it.
+                        run.identical_in_round1.clear();
                     });
                     let p2 = progress.clone();
                     let _ = persist(&c, id, move |x| x.fullsync = p2).await;
@@ -315,14 +319,16 @@ pub async fn coordinate(c: Rc<Core>) {
                     p2.round = round + 1;
                     // Partitions found identical in round 1 count as done in
                     // round 2 without another exchange.
+                    let conn_since = peers.get(&id).map(|p| p.since_ms).unwrap_or(u64::MAX);
                     let same: Vec<u32> = RUNS.with(|r| {
                         let mut r = r.borrow_mut();
                         let run = r.get_mut(&id).unwrap();
                         run.parts.clear();
-                        for &p in &run.identical_in_round1 {
+                        let same: Vec<u32> = run.identical_in_round1.iter().filter(|&(_, &at)| at >= conn_since).map(|(&p, _)| p).collect();
+                        for &p in &same {
                             run.parts.insert(p, PartState { state: "done", ..PartState::default() });
                         }
-                        run.identical_in_round1.iter().copied().collect()
+                        same
                     });
                     p2.done_partitions = same;
                     let _ = persist(&c, id, move |x| x.fullsync = p2).await;
@@ -384,7 +390,7 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
                 st.stats = stats.clone();
                 record = Some(stats.clone());
                 if round == 1 && stats.segments_differing == 0 && still_running {
-                    run.identical_in_round1.insert(p);
+                    run.identical_in_round1.insert(p, now_ms());
                 }
             }
             Err(FsError::Wait(why, ms)) => {
