@@ -181,10 +181,12 @@ impl RequestHead {
             .collect()
     }
 
-    /// True when the final transfer coding is `chunked`.
+    /// True when the final transfer coding is `chunked`. `identity` (a
+    /// no-op, no longer registered) is skipped, as `body_framing` skips it.
     pub fn is_chunked_transfer(&self) -> bool {
         self.transfer_codings()
-            .last()
+            .into_iter()
+            .rfind(|c| !c.eq_ignore_ascii_case("identity"))
             .is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
     }
 
@@ -924,6 +926,14 @@ mod tests {
         assert_eq!(e.to_s3_error().status(), 501);
         let h = head("PUT / HTTP/1.1\r\nTransfer-Encoding: identity\r\nContent-Length: 3\r\n\r\n");
         assert_eq!(h.body_framing(), Ok(BodyFraming::ContentLength(3)));
+        assert!(!h.is_chunked_transfer());
+        // `identity` after `chunked` changes nothing (found by the http fuzz
+        // target: the two used to disagree).
+        for te in ["chunked\r\nTransfer-Encoding: identity", "chunked, identity", "identity, chunked"] {
+            let h = head(&format!("PUT / HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\n"));
+            assert_eq!(h.body_framing(), Ok(BodyFraming::Chunked), "{te}");
+            assert!(h.is_chunked_transfer(), "{te}");
+        }
     }
 
     #[test]
