@@ -222,6 +222,17 @@ impl Manifest {
         rkyv::from_bytes::<Manifest, rkyv::rancor::Error>(&aligned).map_err(|e| format!("bad manifest: {e}"))
     }
 
+    /// Whether a stored manifest value names blocks (its object is not
+    /// inline). Reads the archive in place; a value that does not parse
+    /// counts as naming blocks, the cautious answer for whoever asks
+    /// (fullsync holds such manifests back until the blocks have had their
+    /// round).
+    pub fn names_blocks(bytes: &[u8]) -> bool {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        rkyv::access::<ArchivedManifest, rkyv::rancor::Error>(&aligned).map(|m| !m.parts.is_empty()).unwrap_or(true)
+    }
+
     /// Number of blocks of a part of `size` bytes.
     pub fn blocks_in(&self, size: u64) -> u32 {
         size.div_ceil(self.block_size as u64) as u32
@@ -353,6 +364,10 @@ mod tests {
         let x = m(vec![10, 20], 4);
         assert_eq!(Manifest::decode(&x.encode()).unwrap(), x);
         assert!(Manifest::decode(b"garbage").is_err());
+        assert!(Manifest::names_blocks(&x.encode()), "a manifest with parts names blocks");
+        let inline = Manifest { parts: vec![], inline: b"small".to_vec(), ..x.clone() };
+        assert!(!Manifest::names_blocks(&inline.encode()));
+        assert!(Manifest::names_blocks(b"garbage"), "what does not parse counts as naming blocks");
     }
 
     #[test]

@@ -201,6 +201,16 @@ pub fn tree_contribution(key_hash: u64, version: Version, vhash: u64) -> u64 {
     xxh3_64(&buf)
 }
 
+/// The sub-bucket of a key inside its tree segment: the `sub_bits` bits of
+/// `key_hash` just below the bits that pick the segment (of
+/// `tree_segments`, a power of two). Fullsync compares sub-bucket hashes of
+/// differing segments and lists only the keys of differing sub-buckets.
+pub fn tree_sub_bucket(key_hash: u64, tree_segments: u32, sub_bits: u32) -> u32 {
+    assert!((1..=16).contains(&sub_bits), "sub-bucket bits {sub_bits} outside 1..=16");
+    debug_assert!(tree_segments.is_power_of_two() && tree_segments <= MAX_TREE_SEGMENTS);
+    ((key_hash << tree_segments.trailing_zeros()) >> (64 - sub_bits)) as u32
+}
+
 fn table_hash(h: u64) -> u64 {
     // The top bits pick the table; hashbrown uses the low bits and the top 7
     // bits, so give it bits that vary inside one table.
@@ -534,6 +544,30 @@ mod tests {
             }
         }
         assert_eq!(total, 5000);
+    }
+
+    #[test]
+    fn sub_buckets_split_a_segment_and_their_hashes_make_its_hash() {
+        for segments in [1u32, 64, 4096] {
+            let mut ix = Index::new(segments);
+            for i in 0..20_000u64 {
+                ix.upsert(format!("key-{i}").as_bytes(), slot(1, i * 16, i + 1, Kind::Block, FLAG_TREE));
+            }
+            let mut used = vec![0u32; 16];
+            for s in 0..segments.min(64) as usize {
+                let mut subs = [0u64; 16];
+                for e in ix.tree_segment_entries(s) {
+                    let h = key_hash(&e.key);
+                    let b = tree_sub_bucket(h, segments, 4);
+                    assert!(b < 16);
+                    used[b as usize] += 1;
+                    subs[b as usize] ^= tree_contribution(h, e.version, e.vhash);
+                }
+                assert_eq!(subs.iter().fold(0, |a, b| a ^ b), ix.tree_hashes()[s], "{segments} segments, segment {s}");
+            }
+            // The sub-bucket bits are not the segment bits: every sub-bucket is used.
+            assert!(used.iter().all(|&n| n > 0), "{segments} segments: {used:?}");
+        }
     }
 
     #[test]

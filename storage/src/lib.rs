@@ -23,7 +23,7 @@ mod segment;
 pub use compaction::CompactionStats;
 pub use dir::{free_bytes, StoreDir, FORMAT_FILE};
 pub use error::{Error, Result};
-pub use index::{Entry, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_TREE_SEGMENTS};
+pub use index::{key_hash, tree_contribution, tree_sub_bucket, Entry, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_TREE_SEGMENTS};
 pub use partition::{
     AppendOutcome, Damage, LsnIter, Partition, PartitionConfig, PartitionStats, PutMode,
     SyncMode, WriteRecord,

@@ -230,7 +230,7 @@ mod tests {
             (Msg::Batch(Batch { seq: 9, partition: 3, after_lsn: 10, upto_lsn: 20, records: 2 }), vec![7u8; 100]),
             (Msg::Ack(Ack { partition: 3, upto_lsn: 20, seq: 9 }), vec![]),
             (Msg::error(ERR_RING_SIZE, "ring size mismatch"), vec![]),
-            (Msg::FsKeyList(FsKeyList { partition: 1, segment: 2, entries: vec![FsEntry { key: b"k".to_vec(), hlc: 1, cluster: 2, vhash: 3 }], last: true }), vec![]),
+            (Msg::FsKeyList(FsKeyList { partition: 1, segment: 2, sub_mask: 0b101, entries: vec![FsEntry { key: b"k".to_vec(), hlc: 1, cluster: 2, vhash: 3 }], last: true }), vec![]),
         ]
     }
 

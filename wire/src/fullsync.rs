@@ -8,12 +8,15 @@
 //!                                                 none if the digests match:
 //!                                                 skip to FsDone)
 //!   compare with local hashes
-//!   ── FsDiff{p, segments that differ} ───────▶  (empty: skip to FsDone)
-//!   ◀─── FsKeyList{p, seg, entries, last} ─────  per differing segment, in
-//!                                                 lists of at most
-//!                                                 MAX_KEYS_PER_LIST keys
-//!   per list: keys the sink lacks, holds older,
-//!   or holds with different content
+//!   ── FsDiff{p, segments that differ, ───────▶  (none differ: skip to FsDone)
+//!            their sub-bucket hashes}            compare with local sub-hashes
+//!   ◀─── FsKeyList{p, seg, mask, entries, last}  per differing segment, the
+//!                                                 keys of the differing
+//!                                                 sub-buckets (mask), in lists
+//!                                                 of at most MAX_KEYS_PER_LIST
+//!   per segment: keys of those sub-buckets the
+//!   sink lacks, holds older, or holds with
+//!   different content
 //!   ── FsPush{p, seq} + records ──────────────▶  apply (newer wins)
 //!   ◀──────────────── FsPushAck{p, seq} ───────
 //!   ── FsDone{p, stats} ──────────────────────▶  wait until durable
@@ -27,7 +30,7 @@
 use std::collections::BTreeSet;
 
 use crate::msg::*;
-use crate::{ProtoError, MAX_KEYS_PER_LIST, MAX_KEY_LIST_BYTES};
+use crate::{ProtoError, FS_SUB_BUCKETS, FS_SUB_MIN_KEYS, MAX_DIFF_SEGMENTS_PER_FRAME, MAX_KEYS_PER_LIST, MAX_KEY_LIST_BYTES};
 
 /// Most keys one tree segment may list (all its key lists together).
 pub const MAX_KEYS_PER_SEGMENT: usize = 4 << 20;
@@ -38,13 +41,75 @@ pub fn diff_segments(local: &[u64], remote: &[u64]) -> Vec<u32> {
     local.iter().zip(remote).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i as u32).collect()
 }
 
-/// A local entry as the source sees it: key, version (hlc, cluster), hash.
+/// A key of a tree segment as this side holds it: key, version (hlc,
+/// cluster), content hash; its sub-bucket in the segment and its
+/// contribution to the tree (the segment hash is the XOR of the
+/// contributions, a sub-bucket hash the XOR over the sub-bucket's keys).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalEntry {
     pub key: Vec<u8>,
     pub hlc: u64,
     pub cluster: u64,
     pub vhash: u64,
+    pub sub: u32,
+    pub contrib: u64,
+}
+
+/// The `FS_SUB_BUCKETS` sub-bucket hashes of one segment's entries.
+pub fn sub_hashes(entries: &[LocalEntry]) -> Vec<u64> {
+    let mut h = vec![0u64; FS_SUB_BUCKETS];
+    for e in entries {
+        h[e.sub as usize] ^= e.contrib;
+    }
+    h
+}
+
+/// Bit i set when sub-bucket i differs.
+pub fn sub_mask(local: &[u64], remote: &[u64]) -> u32 {
+    assert!(local.len() == FS_SUB_BUCKETS && remote.len() == FS_SUB_BUCKETS);
+    local.iter().zip(remote).enumerate().filter(|(_, (a, b))| a != b).fold(0, |m, (i, _)| m | 1 << i)
+}
+
+/// The mask naming every sub-bucket (a segment listed whole).
+pub const ALL_SUB_BUCKETS: u32 = u32::MAX >> (32 - FS_SUB_BUCKETS);
+
+fn in_mask(mask: u32, sub: u32) -> bool {
+    sub < 32 && mask & (1 << sub) != 0
+}
+
+/// Checks a diff frame the sink received; the error text names what is
+/// wrong.
+pub fn check_diff(d: &FsDiff, tree_segments: u32) -> Result<(), String> {
+    let named = d.segments.len() + d.whole_segments.len();
+    if named > MAX_DIFF_SEGMENTS_PER_FRAME {
+        return Err(format!("fullsync diff names {named} segments, more than MAX_DIFF_SEGMENTS_PER_FRAME ({MAX_DIFF_SEGMENTS_PER_FRAME})"));
+    }
+    if let Some(seg) = d.segments.iter().chain(&d.whole_segments).find(|&&s| s >= tree_segments) {
+        return Err(format!("fullsync diff names segment {seg}, but partition {} has {tree_segments} tree segments", d.partition));
+    }
+    if d.sub_hashes.len() != d.segments.len() * FS_SUB_BUCKETS {
+        return Err(format!(
+            "fullsync diff of partition {} carries {} sub-bucket hashes for {} segments; expected {} per segment",
+            d.partition,
+            d.sub_hashes.len(),
+            d.segments.len(),
+            FS_SUB_BUCKETS
+        ));
+    }
+    Ok(())
+}
+
+/// The sink's answer to one segment of a diff: its entries in the
+/// sub-buckets whose hashes differ from the source's (`remote_sub`; None: a
+/// segment to list whole), as key lists carrying that mask. `local` is the
+/// sink's entries of the segment.
+pub fn sink_key_lists(partition: u32, segment: u32, remote_sub: Option<&[u64]>, local: Vec<LocalEntry>) -> Vec<FsKeyList> {
+    let mask = match remote_sub {
+        Some(theirs) => sub_mask(&sub_hashes(&local), theirs),
+        None => ALL_SUB_BUCKETS,
+    };
+    let entries = local.into_iter().filter(|e| in_mask(mask, e.sub)).map(|e| FsEntry { key: e.key, hlc: e.hlc, cluster: e.cluster, vhash: e.vhash }).collect();
+    key_lists(partition, segment, mask, entries)
 }
 
 /// Keys of one segment the source must push. Both lists sorted by key.
@@ -70,21 +135,22 @@ pub fn keys_to_push(local: &[LocalEntry], remote: &[FsEntry]) -> Vec<Vec<u8>> {
     out
 }
 
-/// Splits a segment's entries into key lists within the limits.
-pub fn key_lists(partition: u32, segment: u32, entries: Vec<FsEntry>) -> Vec<FsKeyList> {
+/// Splits a segment's entries (those of the sub-buckets in `sub_mask`) into
+/// key lists within the limits.
+pub fn key_lists(partition: u32, segment: u32, sub_mask: u32, entries: Vec<FsEntry>) -> Vec<FsKeyList> {
     let mut lists = Vec::new();
     let mut cur = Vec::new();
     let mut bytes = 0;
     for e in entries {
         let sz = e.key.len() + 32;
         if !cur.is_empty() && (cur.len() >= MAX_KEYS_PER_LIST || bytes + sz > MAX_KEY_LIST_BYTES) {
-            lists.push(FsKeyList { partition, segment, entries: std::mem::take(&mut cur), last: false });
+            lists.push(FsKeyList { partition, segment, sub_mask, entries: std::mem::take(&mut cur), last: false });
             bytes = 0;
         }
         bytes += sz;
         cur.push(e);
     }
-    lists.push(FsKeyList { partition, segment, entries: cur, last: true });
+    lists.push(FsKeyList { partition, segment, sub_mask, entries: cur, last: true });
     lists
 }
 
@@ -195,7 +261,26 @@ impl FsSource {
                     return Ok(vec![SrcStep::Send(self.done_msg())]);
                 }
                 self.state = SrcState::AwaitLists { pending: diff.iter().copied().collect(), partial: None };
-                Ok(vec![SrcStep::Send(Msg::FsDiff(FsDiff { partition: p, segments: diff }))])
+                let frames = diff
+                    .chunks(MAX_DIFF_SEGMENTS_PER_FRAME)
+                    .map(|segs| {
+                        let mut d = FsDiff { partition: p, segments: Vec::new(), sub_hashes: Vec::new(), whole_segments: Vec::new() };
+                        for &s in segs {
+                            let entries = local_segment(s);
+                            // An empty segment on the sink lists nothing
+                            // anyway; a near-empty one here lists about as
+                            // little as its sub-hashes would cost.
+                            if h.hashes[s as usize] == 0 || entries.len() < FS_SUB_MIN_KEYS {
+                                d.whole_segments.push(s);
+                            } else {
+                                d.segments.push(s);
+                                d.sub_hashes.extend(sub_hashes(&entries));
+                            }
+                        }
+                        SrcStep::Send(Msg::FsDiff(d))
+                    })
+                    .collect();
+                Ok(frames)
             }
             (SrcState::AwaitLists { pending, partial }, Msg::FsKeyList(l)) if l.partition == p => {
                 if !pending.contains(&l.segment) {
@@ -221,7 +306,8 @@ impl FsSource {
                 }
                 entries.sort_by(|a, b| a.key.cmp(&b.key));
                 pending.remove(&l.segment);
-                let local = local_segment(l.segment);
+                let mut local = local_segment(l.segment);
+                local.retain(|e| in_mask(l.sub_mask, e.sub));
                 self.stats.keys_compared += local.len().max(entries.len()) as u64;
                 let keys = keys_to_push(&local, &entries);
                 let mut steps = Vec::new();
@@ -268,7 +354,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn le(k: &str, v: u64) -> LocalEntry {
-        LocalEntry { key: k.as_bytes().to_vec(), hlc: v, cluster: 1, vhash: v * 7 }
+        LocalEntry { key: k.as_bytes().to_vec(), hlc: v, cluster: 1, vhash: v * 7, sub: 0, contrib: 0 }
     }
     fn fe(k: &str, v: u64) -> FsEntry {
         FsEntry { key: k.as_bytes().to_vec(), hlc: v, cluster: 1, vhash: v * 7 }
@@ -289,22 +375,81 @@ mod tests {
     #[test]
     fn key_lists_respect_limits_and_end_with_last() {
         let entries: Vec<FsEntry> = (0..10_000).map(|i| fe(&format!("key-{i:06}"), 1)).collect();
-        let lists = key_lists(3, 9, entries);
+        let lists = key_lists(3, 9, 0xffff, entries);
         assert!(lists.len() >= 3);
         assert!(lists.iter().all(|l| l.entries.len() <= MAX_KEYS_PER_LIST));
         assert!(lists[..lists.len() - 1].iter().all(|l| !l.last) && lists.last().unwrap().last);
         assert_eq!(lists.iter().map(|l| l.entries.len()).sum::<usize>(), 10_000);
-        assert!(key_lists(0, 0, vec![]).len() == 1);
+        assert!(lists.iter().all(|l| l.sub_mask == 0xffff));
+        assert!(key_lists(0, 0, 0, vec![]).len() == 1);
+    }
+
+    /// A toy tree for the tests: segment and sub-bucket from a crc of the
+    /// key, contribution from a crc of key and version.
+    const SEGS: u32 = 64;
+    type Store = BTreeMap<Vec<u8>, (u64, u64)>;
+    fn seg_of(k: &[u8]) -> u32 {
+        crc32c::crc32c(k) % SEGS
+    }
+    fn entry(k: &[u8], v: u64, vh: u64) -> LocalEntry {
+        let contrib = crc32c::crc32c(&[k, &v.to_le_bytes(), &vh.to_le_bytes()].concat()) as u64 + 1;
+        LocalEntry { key: k.to_vec(), hlc: v, cluster: 1, vhash: vh, sub: (crc32c::crc32c(k) / SEGS) % FS_SUB_BUCKETS as u32, contrib }
+    }
+    fn seg_entries(m: &Store, s: u32) -> Vec<LocalEntry> {
+        m.iter().filter(|(k, _)| seg_of(k) == s).map(|(k, (v, vh))| entry(k, *v, *vh)).collect()
+    }
+    fn hashes(m: &Store) -> Vec<u64> {
+        let mut h = vec![0u64; SEGS as usize];
+        for (k, (v, vh)) in m {
+            h[seg_of(k) as usize] ^= entry(k, *v, *vh).contrib;
+        }
+        h
+    }
+
+    /// Runs one partition's exchange between two stores; returns the keys
+    /// pushed and the number of entries the sink listed.
+    fn exchange(source: &Store, sink: &Store) -> (Vec<Vec<u8>>, usize, PartStats, usize) {
+        let (mut src, start) = FsSource::start(7, SEGS, &hashes(source));
+        assert!(matches!(start, Msg::FsStart(_)));
+        let lh = || hashes(source);
+        let ls = |s: u32| seg_entries(source, s);
+        let sink_hashes = Msg::FsSegmentHashes(FsSegmentHashes { partition: 7, hashes: hashes(sink) });
+        let mut pushed = Vec::new();
+        let mut listed = 0;
+        let mut subs_sent = 0;
+        for step in src.on_msg(sink_hashes, &lh, &ls).unwrap() {
+            let SrcStep::Send(Msg::FsDiff(diff)) = step else {
+                assert!(matches!(step, SrcStep::Send(Msg::FsDone(_))), "{step:?}");
+                continue;
+            };
+            check_diff(&diff, SEGS).unwrap();
+            subs_sent += diff.sub_hashes.len();
+            let with_subs = diff.segments.iter().enumerate().map(|(i, &s)| (s, Some(&diff.sub_hashes[i * FS_SUB_BUCKETS..(i + 1) * FS_SUB_BUCKETS])));
+            for (s, remote_sub) in with_subs.chain(diff.whole_segments.iter().map(|&s| (s, None))) {
+                for l in sink_key_lists(7, s, remote_sub, seg_entries(sink, s)) {
+                    listed += l.entries.len();
+                    for st in src.on_msg(Msg::FsKeyList(l), &lh, &ls).unwrap() {
+                        if let SrcStep::Push { keys, .. } = st {
+                            pushed.extend(keys);
+                        }
+                    }
+                }
+            }
+        }
+        pushed.sort();
+        let done = src.done_msg();
+        let steps = src.on_msg(done, &lh, &ls).unwrap();
+        let SrcStep::Finished(stats) = &steps[0] else { panic!("{steps:?}") };
+        assert!(src.is_done());
+        (pushed, listed, stats.clone(), subs_sent)
     }
 
     /// Drives both sides over a whole partition and checks the sink ends up
-    /// with everything it lacked, and that keys in matching segments are
-    /// never listed.
+    /// with everything it lacked, and that only keys of differing
+    /// sub-buckets of differing segments are listed.
     #[test]
-    fn exchange_touches_only_differing_segments() {
-        const SEGS: u32 = 64;
-        let seg_of = |k: &[u8]| (crc32c::crc32c(k) % SEGS) as u32;
-        let mut source: BTreeMap<Vec<u8>, (u64, u64)> = BTreeMap::new();
+    fn exchange_lists_only_differing_sub_buckets() {
+        let mut source = Store::new();
         for i in 0..5000u64 {
             source.insert(format!("k{i}").into_bytes(), (1, i));
         }
@@ -312,45 +457,69 @@ mod tests {
         sink.remove(&b"k10"[..]);
         sink.insert(b"k20".to_vec(), (0, 5)); // older on the sink
         sink.insert(b"k30".to_vec(), (9, 5)); // newer on the sink: left alone
-        let hashes = |m: &BTreeMap<Vec<u8>, (u64, u64)>| {
-            let mut h = vec![0u64; SEGS as usize];
-            for (k, (v, vh)) in m {
-                h[seg_of(k) as usize] ^= crc32c::crc32c(&[k.as_slice(), &v.to_le_bytes(), &vh.to_le_bytes()].concat()) as u64 + 1;
-            }
-            h
-        };
-        let seg_entries = |m: &BTreeMap<Vec<u8>, (u64, u64)>, s: u32| -> Vec<LocalEntry> {
-            m.iter().filter(|(k, _)| seg_of(k) == s).map(|(k, (v, vh))| LocalEntry { key: k.clone(), hlc: *v, cluster: 1, vhash: *vh }).collect()
-        };
-        let (mut src, start) = FsSource::start(7, SEGS, &hashes(&source));
-        assert!(matches!(start, Msg::FsStart(_)));
-        let sink_hashes = Msg::FsSegmentHashes(FsSegmentHashes { partition: 7, hashes: hashes(&sink) });
-        let src_map = source.clone();
-        let lh = || hashes(&src_map);
-        let ls = |s: u32| seg_entries(&src_map, s);
-        let steps = src.on_msg(sink_hashes, &lh, &ls).unwrap();
-        let SrcStep::Send(Msg::FsDiff(diff)) = &steps[0] else { panic!("{steps:?}") };
-        assert_eq!(diff.segments.len(), 3, "exactly the three segments with a difference");
-        let mut pushed = Vec::new();
-        let mut listed = 0;
-        for &s in &diff.segments {
-            let entries: Vec<FsEntry> = seg_entries(&sink, s).into_iter().map(|e| FsEntry { key: e.key, hlc: e.hlc, cluster: e.cluster, vhash: e.vhash }).collect();
-            listed += entries.len();
-            for l in key_lists(7, s, entries) {
-                for st in src.on_msg(Msg::FsKeyList(l), &lh, &ls).unwrap() {
-                    if let SrcStep::Push { keys, .. } = st {
-                        pushed.extend(keys);
-                    }
-                }
-            }
+        sink.insert(b"k40".to_vec(), (1, 0)); // same version, other content
+        sink.insert(b"only-on-sink".to_vec(), (1, 1));
+        let (pushed, listed, stats, _) = exchange(&source, &sink);
+        assert_eq!(pushed, vec![b"k10".to_vec(), b"k20".to_vec(), b"k40".to_vec()]);
+        let changed: BTreeSet<u32> = ["k10", "k20", "k30", "k40", "only-on-sink"].iter().map(|k| seg_of(k.as_bytes())).collect();
+        assert_eq!(stats.segments_differing as usize, changed.len(), "{stats:?}");
+        // 5000 keys in 64 segments × 16 sub-buckets: about 5 keys per
+        // sub-bucket, so about 5 listed per difference (not ~80, a segment).
+        assert!(listed <= 5 * 16, "only keys of differing sub-buckets are listed ({listed})");
+        // Once the pushes are applied nothing differs.
+        let mut repaired = sink.clone();
+        for k in &pushed {
+            repaired.insert(k.clone(), source[k]);
         }
-        assert!(listed < 5000 / 10, "only keys of differing segments are listed ({listed})");
-        pushed.sort();
-        assert_eq!(pushed, vec![b"k10".to_vec(), b"k20".to_vec()]);
-        let done = src.done_msg();
-        let steps = src.on_msg(done, &lh, &ls).unwrap();
-        assert!(matches!(steps[0], SrcStep::Finished(_)));
-        assert!(src.is_done());
+        let (pushed, listed, _, _) = exchange(&source, &repaired);
+        assert!(pushed.is_empty(), "{pushed:?}");
+        assert!(listed <= 16, "only the sub-bucket of the sink-only key ({listed})");
+    }
+
+    #[test]
+    fn an_empty_sink_gets_no_sub_hashes_and_everything() {
+        let mut source = Store::new();
+        for i in 0..3000u64 {
+            source.insert(format!("k{i}").into_bytes(), (1, i));
+        }
+        let (pushed, listed, stats, subs_sent) = exchange(&source, &Store::new());
+        assert_eq!(pushed.len(), 3000);
+        assert_eq!(listed, 0);
+        assert_eq!(subs_sent, 0, "every segment of an empty sink is listed whole");
+        assert_eq!(stats.segments_differing, SEGS);
+        // A segment with fewer than FS_SUB_MIN_KEYS keys here is listed
+        // whole, whatever the sink holds.
+        let few: Store = source.iter().filter(|(k, _)| seg_of(k) == 3).take(FS_SUB_MIN_KEYS - 1).map(|(k, v)| (k.clone(), *v)).collect();
+        let mut sink = few.clone();
+        let older = few.keys().next().unwrap().clone();
+        sink.insert(older.clone(), (0, 1));
+        let (pushed, listed, _, subs_sent) = exchange(&few, &sink);
+        assert_eq!(pushed, vec![older]);
+        assert_eq!((listed, subs_sent), (FS_SUB_MIN_KEYS - 1, 0));
+    }
+
+    #[test]
+    fn a_diff_of_many_segments_takes_several_frames() {
+        let segs = (MAX_DIFF_SEGMENTS_PER_FRAME + 10) as u32;
+        let (mut src, _) = FsSource::start(2, segs, &vec![1; segs as usize]);
+        let lh = || vec![1u64; segs as usize];
+        // Enough keys per segment for sub-hashes to be sent.
+        let ls = |s: u32| (0..FS_SUB_MIN_KEYS as u64).map(|i| entry(format!("{s}/{i}").as_bytes(), 1, i)).collect::<Vec<_>>();
+        let steps = src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 2, hashes: vec![2; segs as usize] }), &lh, &ls).unwrap();
+        let diffs: Vec<&FsDiff> = steps.iter().map(|s| if let SrcStep::Send(Msg::FsDiff(d)) = s { d } else { panic!("{s:?}") }).collect();
+        assert_eq!(diffs.len(), 2);
+        assert_eq!(diffs.iter().map(|d| d.segments.len()).sum::<usize>(), segs as usize);
+        for d in &diffs {
+            check_diff(d, segs).unwrap();
+            // Every frame fits the body limit.
+            assert!(crate::frame::encode(&Msg::FsDiff((*d).clone()), 0, 2).len() <= crate::MAX_BODY_BYTES + crate::HEADER_BYTES);
+        }
+        let mut bad = diffs[0].clone();
+        bad.sub_hashes.pop();
+        assert!(check_diff(&bad, segs).unwrap_err().contains("sub-bucket hashes"));
+        let mut bad = diffs[1].clone();
+        bad.segments[0] = segs;
+        assert!(check_diff(&bad, segs).unwrap_err().contains(&format!("names segment {segs}")));
     }
 
     #[test]
@@ -387,7 +556,7 @@ mod tests {
         let ls = |_s: u32| Vec::new();
         assert!(src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, hashes: vec![0; 3] }), &lh, &ls).is_err());
         let (mut src, _) = FsSource::start(1, 4, &[0; 4]);
-        assert!(src.on_msg(Msg::FsKeyList(FsKeyList { partition: 1, segment: 0, entries: vec![], last: true }), &lh, &ls).is_err());
+        assert!(src.on_msg(Msg::FsKeyList(FsKeyList { partition: 1, segment: 0, sub_mask: 0, entries: vec![], last: true }), &lh, &ls).is_err());
         let (mut src, _) = FsSource::start(1, 4, &[0; 4]);
         assert!(src.on_msg(Msg::FsPushAck(FsPushAck { partition: 1, seq: 5 }), &lh, &ls).is_err());
     }

@@ -2,8 +2,9 @@
 
 use rkyv::{Archive, Deserialize, Serialize};
 
-/// Protocol versions this build speaks, lowest first.
-pub const PROTOCOL_VERSIONS: &[u16] = &[1];
+/// Protocol versions this build speaks, lowest first. Version 1 (fullsync
+/// without tree digests and sub-bucket hashes) is no longer spoken.
+pub const PROTOCOL_VERSIONS: &[u16] = &[2];
 
 /// Role a connection plays, announced in the hello.
 pub const ROLE_SOURCE: u8 = 1;
@@ -140,11 +141,17 @@ pub struct FsSegmentHashes {
     pub hashes: Vec<u64>,
 }
 
-/// Segments whose hashes differ (source → sink).
+/// Segments whose hashes differ (source → sink): `segments` with the
+/// source's sub-bucket hashes of each (`FS_SUB_BUCKETS` per segment, in the
+/// order of `segments`), and `whole_segments` to be listed in full (empty
+/// or nearly empty ones, where sub-hashes would cost more than the list).
+/// A partition with many differing segments sends several.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct FsDiff {
     pub partition: u32,
     pub segments: Vec<u32>,
+    pub sub_hashes: Vec<u64>,
+    pub whole_segments: Vec<u32>,
 }
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -155,12 +162,15 @@ pub struct FsEntry {
     pub vhash: u64,
 }
 
-/// The sink's entries of one differing segment (sink → source); a segment
-/// may take several lists, the last has `last` set.
+/// The sink's entries of one differing segment (sink → source), only those
+/// of the sub-buckets in `sub_mask` (bit i: sub-bucket i, whose hashes
+/// differ); a segment may take several lists, the last has `last` set and
+/// its mask is the one that counts.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct FsKeyList {
     pub partition: u32,
     pub segment: u32,
+    pub sub_mask: u32,
     pub entries: Vec<FsEntry>,
     pub last: bool,
 }

@@ -23,12 +23,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wire::fullsync::{FsSource, LocalEntry, PartStats, SrcStep};
-use wire::{DataHello, DataHelloReply, FsEntry, Msg, PURPOSE_FULLSYNC};
+use wire::{DataHello, DataHelloReply, Msg, PURPOSE_FULLSYNC};
 
 use super::net::{self, Chunk, ConnError, FrameConn, ZEROS};
 use super::{now_ms, SinkCfg};
 use crate::admin::AdminResponse;
-use crate::model::NS_MANIFEST;
+use crate::model::{Manifest, NS_MANIFEST};
 use crate::runtime::Core;
 
 /// Push frames a partition worker keeps unacknowledged.
@@ -253,7 +253,7 @@ pub async fn coordinate(c: Rc<Core>) {
                         run.identical_in_round1.clear();
                     });
                     let p2 = progress.clone();
-                    let _ = persist(&c, id, move |x| x.fullsync = p2).await;
+                    let _ = persist_later(&c, id, move |x| x.fullsync = p2);
                 } else {
                     continue;
                 }
@@ -331,7 +331,9 @@ pub async fn coordinate(c: Rc<Core>) {
                         same
                     });
                     p2.done_partitions = same;
-                    let _ = persist(&c, id, move |x| x.fullsync = p2).await;
+                    let _ = persist_later(&c, id, move |x| x.fullsync = p2);
+                    // Round 2 is scheduled at once, not a tick later.
+                    kick();
                 } else {
                     p2.running = false;
                     p2.last_completed_ms = now_ms();
@@ -359,6 +361,14 @@ pub async fn coordinate(c: Rc<Core>) {
             }
         }
     }
+}
+
+/// Progress that is cheap to lose: kept in memory, written to repl.json by
+/// the next save (a partition that found differences, the end of a run, an
+/// operator's command). After a crash the coordinator redoes what was not
+/// written: a run start, a round change, partitions that were identical.
+fn persist_later(c: &Core, id: u64, f: impl FnOnce(&mut SinkCfg)) -> Result<(), String> {
+    c.node.repl.update_sink_unsaved(id, f)
 }
 
 async fn persist(c: &Core, id: u64, f: impl FnOnce(&mut SinkCfg) + Send + 'static) -> Result<(), String> {
@@ -418,7 +428,10 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
         }
     });
     if let (Some(stats), true) = (record, still_running) {
-        let saved = persist(c, sink, move |x| {
+        // An identical partition is cheap to redo after a crash; one that
+        // found differences is written down at once.
+        let cheap = stats.segments_differing == 0 && stats.objects_sent == 0;
+        let done = move |x: &mut SinkCfg| {
             if x.fullsync.running && x.fullsync.round == round && !x.fullsync.done_partitions.contains(&p) {
                 x.fullsync.done_partitions.push(p);
                 x.fullsync.totals.segments_differing += stats.segments_differing as u64;
@@ -426,8 +439,8 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
                 x.fullsync.totals.objects_sent += stats.objects_sent;
                 x.fullsync.totals.bytes_sent += stats.bytes_sent;
             }
-        })
-        .await;
+        };
+        let saved = if cheap { persist_later(c, sink, done) } else { persist(c, sink, done).await };
         if let Err(e) = saved {
             // Not recorded as done: run it again rather than wait forever
             // for a completion that was never saved.
@@ -532,9 +545,7 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
     let (mut machine, start) = FsSource::start(p, tree_segments, &part.tree_hashes());
     conn.write_frame(&start, &[]).await.map_err(|e| e.to_string())?;
     let lh = || part.tree_hashes();
-    let ls = |s: u32| -> Vec<LocalEntry> {
-        part.tree_segment_entries(s).into_iter().map(|e| LocalEntry { key: e.key, hlc: e.version.hlc, cluster: e.version.cluster, vhash: e.vhash }).collect()
-    };
+    let ls = |s: u32| tree_entries(&part, s);
     let limiter = rate_limit(sink);
     // The per-sink cap is split evenly across this node's cores (each has
     // its own budget); a tiny cap still limits (at least 1 byte/s a core).
@@ -557,8 +568,12 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
         match step {
             SrcStep::Send(msg) => conn.write_frame(&msg, &[]).await.map_err(|e| e.to_string())?,
             SrcStep::Push { keys, .. } => {
-                let keys: Vec<Vec<u8>> = if round < ROUNDS { keys.into_iter().filter(|k| k.first() != Some(&NS_MANIFEST)).collect() } else { keys };
-                push_keys(&c, &mut conn, &mut machine, &part, &keys, &limiter, rate, &lh, &ls, &mut steps).await?;
+                // Before the last round, manifests that name blocks wait:
+                // their blocks live on other partitions, which may not have
+                // had this round yet. Inline objects and tombstones stand
+                // alone and go now.
+                let hold_back = round < ROUNDS;
+                push_keys(&c, &mut conn, &mut machine, &part, &keys, hold_back, &limiter, rate, &lh, &ls, &mut steps).await?;
             }
             SrcStep::AllListed => {
                 // Every push acknowledged, then finish.
@@ -578,6 +593,26 @@ async fn run_partition(c: Rc<Core>, sink: u64, p: u32, round: u8) -> Result<Part
     }
 }
 
+/// A partition's keys of one tree segment as both fullsync machines compare
+/// them: with their sub-bucket and tree contribution.
+fn tree_entries(part: &storage::Partition, seg: u32) -> Vec<LocalEntry> {
+    let segments = part.tree_segments();
+    part.tree_segment_entries(seg)
+        .into_iter()
+        .map(|e| {
+            let h = storage::key_hash(&e.key);
+            LocalEntry {
+                sub: storage::tree_sub_bucket(h, segments, wire::FS_SUB_BITS),
+                contrib: storage::tree_contribution(h, e.version, e.vhash),
+                key: e.key,
+                hlc: e.version.hlc,
+                cluster: e.version.cluster,
+                vhash: e.vhash,
+            }
+        })
+        .collect()
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn push_keys(
     c: &Rc<Core>,
@@ -585,6 +620,7 @@ async fn push_keys(
     machine: &mut FsSource,
     part: &storage::Partition,
     keys: &[Vec<u8>],
+    hold_back_manifests_with_blocks: bool,
     limiter: &RateLimit,
     rate: u64,
     lh: &dyn Fn() -> Vec<u64>,
@@ -599,7 +635,8 @@ async fn push_keys(
         let mut bytes = 0usize;
         while i < keys.len() && (views.is_empty() || (bytes < cfg.batch_max_bytes && views.len() < cfg.batch_max_records)) {
             if let Ok(Some(v)) = part.read(&keys[i], true) {
-                if !v.header.kind.is_internal() && v.header.flags & storage::FLAG_REPLICATE != 0 {
+                let held_back = hold_back_manifests_with_blocks && v.header.kind == storage::Kind::Manifest && keys[i].first() == Some(&NS_MANIFEST) && Manifest::names_blocks(v.value());
+                if !held_back && !v.header.kind.is_internal() && v.header.flags & storage::FLAG_REPLICATE != 0 {
                     bytes += v.header.padded_len();
                     views.push(v);
                 }
@@ -705,18 +742,13 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
                 conn.write_frame(&Msg::FsSegmentHashes(wire::FsSegmentHashes { partition: p, hashes }), &[]).await.map_err(|e| e.to_string())?;
             }
             Msg::FsDiff(d) if d.partition == p => {
-                for seg in d.segments {
-                    if seg >= part.tree_segments() {
-                        let msg = format!("fullsync diff names segment {seg}, but partition {p} has {} tree segments", part.tree_segments());
-                        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
-                        return Err(msg);
-                    }
-                    let entries: Vec<FsEntry> = part
-                        .tree_segment_entries(seg)
-                        .into_iter()
-                        .map(|e| FsEntry { key: e.key, hlc: e.version.hlc, cluster: e.version.cluster, vhash: e.vhash })
-                        .collect();
-                    for list in wire::fullsync::key_lists(p, seg, entries) {
+                if let Err(msg) = wire::fullsync::check_diff(&d, part.tree_segments()) {
+                    let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
+                    return Err(msg);
+                }
+                let with_subs = d.segments.iter().enumerate().map(|(i, &seg)| (seg, Some(&d.sub_hashes[i * wire::FS_SUB_BUCKETS..(i + 1) * wire::FS_SUB_BUCKETS])));
+                for (seg, theirs) in with_subs.chain(d.whole_segments.iter().map(|&seg| (seg, None))) {
+                    for list in wire::fullsync::sink_key_lists(p, seg, theirs, tree_entries(&part, seg)) {
                         conn.write_frame(&Msg::FsKeyList(list), &[]).await.map_err(|e| e.to_string())?;
                     }
                 }

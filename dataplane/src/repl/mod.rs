@@ -223,6 +223,17 @@ impl Shared {
         self.save()
     }
 
+    /// Changes a sink's state in memory only: the change reaches repl.json
+    /// with the next `save`, whoever makes it. For state whose loss in a
+    /// crash costs only repeated work (fullsync progress that is cheap to
+    /// redo).
+    pub fn update_sink_unsaved(&self, id: u64, f: impl FnOnce(&mut SinkCfg)) -> Result<(), String> {
+        let mut p = self.persisted.lock().unwrap();
+        let s = p.sinks.get_mut(&format!("{id:016x}")).ok_or_else(|| format!("no sink with cluster id {id:016x}"))?;
+        f(s);
+        Ok(())
+    }
+
     pub fn stats_for(&self, id: u64) -> Arc<SinkStats> {
         self.stats.lock().unwrap().entry(id).or_default().clone()
     }

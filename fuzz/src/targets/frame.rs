@@ -11,7 +11,7 @@
 
 use wire::frame::{self, FrameHeader, HEADER_BYTES};
 use wire::msg::*;
-use wire::{FrameDecoder, FrameError, Frame, MAX_BODY_BYTES, MAX_FRAME_BYTES};
+use wire::{Frame, FrameDecoder, FrameError, FS_SUB_BUCKETS, MAX_BODY_BYTES, MAX_FRAME_BYTES};
 
 use crate::driver::Target;
 use crate::mutate::Mutator;
@@ -232,13 +232,13 @@ pub fn messages() -> Vec<(&'static str, Msg, Vec<u8>)> {
     vec![
         ("hello", Msg::Hello(hello(ROLE_SOURCE)), vec![]),
         ("hello-sink", Msg::Hello(hello(ROLE_SINK)), vec![]),
-        ("hello-reply", Msg::HelloReply(HelloReply { hello: hello(ROLE_SINK), version: 1 }), vec![]),
+        ("hello-reply", Msg::HelloReply(HelloReply { hello: hello(ROLE_SINK), version: *PROTOCOL_VERSIONS.last().unwrap() }), vec![]),
         (
             "data-hello",
             Msg::DataHello(DataHello {
                 cluster_id: 9,
                 cluster_name: "dc-west".into(),
-                version: 1,
+                version: *PROTOCOL_VERSIONS.last().unwrap(),
                 source_core: 1,
                 partitions: vec![0, 5, 63],
                 cursors: vec![0, 17, 1 << 40],
@@ -249,7 +249,7 @@ pub fn messages() -> Vec<(&'static str, Msg, Vec<u8>)> {
         ),
         (
             "data-hello-fullsync",
-            Msg::DataHello(DataHello { cluster_id: 9, cluster_name: String::new(), version: 1, source_core: 0, partitions: vec![], cursors: vec![], incarnation: 1, purpose: PURPOSE_FULLSYNC }),
+            Msg::DataHello(DataHello { cluster_id: 9, cluster_name: String::new(), version: *PROTOCOL_VERSIONS.last().unwrap(), source_core: 0, partitions: vec![], cursors: vec![], incarnation: 1, purpose: PURPOSE_FULLSYNC }),
             vec![],
         ),
         ("data-hello-reply", Msg::DataHelloReply(DataHelloReply { sink_core: 3 }), vec![]),
@@ -264,12 +264,17 @@ pub fn messages() -> Vec<(&'static str, Msg, Vec<u8>)> {
         ("proxy-get-reply-err", Msg::ProxyGetReply(ProxyGetReply { req_id: 43, found: vec![], error: "at most 64 keys per proxy_get".into() }), vec![]),
         ("fs-start", Msg::FsStart(FsStart { partition: 5, tree_segments: 4096, digest: 0x1234_5678_9abc_def0 }), vec![]),
         ("fs-segment-hashes", Msg::FsSegmentHashes(FsSegmentHashes { partition: 5, hashes: (0..16u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect() }), vec![]),
-        ("fs-diff", Msg::FsDiff(FsDiff { partition: 5, segments: vec![0, 7, 4095] }), vec![]),
+        (
+            "fs-diff",
+            Msg::FsDiff(FsDiff { partition: 5, segments: vec![0, 7, 4095], sub_hashes: (0..3 * FS_SUB_BUCKETS as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect(), whole_segments: vec![12, 13] }),
+            vec![],
+        ),
         (
             "fs-key-list",
             Msg::FsKeyList(FsKeyList {
                 partition: 5,
                 segment: 7,
+                sub_mask: 0b1001,
                 entries: vec![
                     FsEntry { key: b"Mbucket\0a".to_vec(), hlc: 1, cluster: 2, vhash: 3 },
                     FsEntry { key: b"Mbucket\0a longer key that is stored out of line".to_vec(), hlc: u64::MAX, cluster: 0, vhash: 1 },
@@ -292,21 +297,22 @@ fn encoded(m: &Msg, payload: &[u8], version: u16) -> Vec<u8> {
 
 pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let msgs = messages();
-    let mut out: Vec<(String, Vec<u8>)> = msgs.iter().map(|(n, m, p)| (n.to_string(), encoded(m, p, 1))).collect();
+    let current = *PROTOCOL_VERSIONS.last().unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = msgs.iter().map(|(n, m, p)| (n.to_string(), encoded(m, p, current))).collect();
     // A realtime conversation as one stream, and one in a future version.
     let mut conv = Vec::new();
     for name in ["data-hello", "batch", "heartbeat", "batch-empty"] {
         let (_, m, p) = msgs.iter().find(|(n, _, _)| *n == name).unwrap();
-        conv.extend(encoded(m, p, 1));
+        conv.extend(encoded(m, p, current));
     }
     out.push(("stream-realtime".into(), conv));
     let mut conv = Vec::new();
     for name in ["fs-start", "fs-segment-hashes", "fs-diff", "fs-key-list", "fs-push", "fs-done"] {
         let (_, m, p) = msgs.iter().find(|(n, _, _)| *n == name).unwrap();
-        conv.extend(encoded(m, p, 1));
+        conv.extend(encoded(m, p, current));
     }
     out.push(("stream-fullsync".into(), conv));
-    out.push(("version-2".into(), encoded(&Msg::Ack(Ack { partition: 0, upto_lsn: 1, seq: 1 }), &[], 2)));
+    out.push(("version-next".into(), encoded(&Msg::Ack(Ack { partition: 0, upto_lsn: 1, seq: 1 }), &[], current + 1)));
     // A header alone (body and payload still to come).
     let f = encoded(&msgs[6].1, &msgs[6].2, 1);
     out.push(("header-only".into(), f[..HEADER_BYTES].to_vec()));
