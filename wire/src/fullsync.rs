@@ -4,9 +4,12 @@
 //! ```text
 //! source                                      sink
 //!   ── FsStart{p, tree_segments, digest} ─────▶
-//!   ◀──────────── FsSegmentHashes{p, hashes} ──  (one u64 per tree segment,
-//!                                                 none if the digests match:
-//!                                                 skip to FsDone)
+//!   ◀────── FsSegmentHashes{p, 0, hashes} ─────  (level 0 of the tree, 16
+//!                                                 nodes; none if the digests
+//!                                                 match: skip to FsDone)
+//!   per level, while not at the segments:
+//!   ── FsTreeAsk{p, level, differing nodes} ──▶
+//!   ◀────── FsSegmentHashes{p, level, hashes} ─  (their children)
 //!   compare with local hashes
 //!   ── FsDiff{p, segments that differ, ───────▶  (none differ: skip to FsDone)
 //!            their sub-bucket hashes}            compare with local sub-hashes
@@ -35,10 +38,71 @@ use crate::{ProtoError, FS_SUB_BUCKETS, FS_SUB_MIN_KEYS, MAX_DIFF_SEGMENTS_PER_F
 /// Most keys one tree segment may list (all its key lists together).
 pub const MAX_KEYS_PER_SEGMENT: usize = 4 << 20;
 
-/// Segments whose hashes differ.
-pub fn diff_segments(local: &[u64], remote: &[u64]) -> Vec<u32> {
-    assert_eq!(local.len(), remote.len());
-    local.iter().zip(remote).enumerate().filter(|(_, (a, b))| a != b).map(|(i, _)| i as u32).collect()
+/// Bits of the segment index each level of the tree adds: a node has up to
+/// 16 children.
+pub const TREE_FANOUT_BITS: u32 = 4;
+
+/// The levels of the tree over `tree_segments` segments (a power of two),
+/// top first, as the number of leading bits of a segment index that name a
+/// node: 4096 segments give [4, 8, 12] (16, 256 and 4096 nodes); the last
+/// level's nodes are the segments.
+pub fn tree_levels(tree_segments: u32) -> Vec<u32> {
+    assert!(tree_segments.is_power_of_two(), "tree segments {tree_segments} not a power of two");
+    let all = tree_segments.trailing_zeros();
+    let mut levels = Vec::new();
+    let mut bits = 0;
+    loop {
+        bits = (bits + TREE_FANOUT_BITS).min(all);
+        levels.push(bits);
+        if bits == all {
+            return levels;
+        }
+    }
+}
+
+/// The hashes of the nodes of the level with `bits` prefix bits: the XOR
+/// of the hashes of the segments under each node.
+pub fn level_hashes(segment_hashes: &[u64], bits: u32) -> Vec<u64> {
+    let all = segment_hashes.len().trailing_zeros();
+    assert!(segment_hashes.len().is_power_of_two() && bits <= all);
+    let mut out = vec![0u64; 1 << bits];
+    for (s, h) in segment_hashes.iter().enumerate() {
+        out[s >> (all - bits)] ^= h;
+    }
+    out
+}
+
+/// Nodes of level `level` under `parents` (nodes of level `level - 1`, in
+/// order); all nodes of level 0.
+fn children(levels: &[u32], level: usize, parents: &[u32]) -> Vec<u32> {
+    if level == 0 {
+        return (0..1u32 << levels[0]).collect();
+    }
+    let step = levels[level] - levels[level - 1];
+    parents.iter().flat_map(|&n| (n << step)..((n + 1) << step)).collect()
+}
+
+/// The sink's answer to `FsStart` when the digests differ: all of level 0.
+pub fn tree_top(partition: u32, segment_hashes: &[u64]) -> FsSegmentHashes {
+    let levels = tree_levels(segment_hashes.len() as u32);
+    FsSegmentHashes { partition, level: 0, hashes: level_hashes(segment_hashes, levels[0]) }
+}
+
+/// The sink's answer to `FsTreeAsk`: the hashes of the children of the
+/// nodes asked for, in order. The error text names what is wrong.
+pub fn tree_answer(segment_hashes: &[u64], ask: &FsTreeAsk) -> Result<FsSegmentHashes, String> {
+    let levels = tree_levels(segment_hashes.len() as u32);
+    let level = ask.level as usize;
+    if level == 0 || level >= levels.len() {
+        return Err(format!("fullsync tree ask for level {level} of partition {}, whose tree has levels 0 to {}", ask.partition, levels.len() - 1));
+    }
+    let parents = 1u64 << levels[level - 1];
+    if ask.nodes.iter().any(|&n| n as u64 >= parents) || ask.nodes.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("fullsync tree ask for level {level} of partition {}: nodes must be ascending and below {parents}", ask.partition));
+    }
+    let here = level_hashes(segment_hashes, levels[level]);
+    let hashes = children(&levels, level, &ask.nodes).into_iter().map(|n| here[n as usize]).collect();
+    Ok(FsSegmentHashes { partition: ask.partition, level: ask.level, hashes })
 }
 
 /// A key of a tree segment as this side holds it: key, version (hlc,
@@ -164,7 +228,8 @@ pub struct PartStats {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum SrcState {
-    AwaitHashes,
+    /// Waiting for the hashes of `level`: the children of `parents`.
+    AwaitHashes { level: usize, parents: Vec<u32> },
     AwaitLists { pending: BTreeSet<u32>, partial: Option<(u32, Vec<FsEntry>)> },
     AwaitDone,
     Done,
@@ -212,7 +277,7 @@ impl FsSource {
     pub fn start(partition: u32, tree_segments: u32, local_hashes: &[u64]) -> (FsSource, Msg) {
         let digest = tree_digest(local_hashes);
         (
-            FsSource { partition, tree_segments, state: SrcState::AwaitHashes, stats: PartStats::default(), next_push_seq: 1, acked_push_seq: 0 },
+            FsSource { partition, tree_segments, state: SrcState::AwaitHashes { level: 0, parents: Vec::new() }, stats: PartStats::default(), next_push_seq: 1, acked_push_seq: 0 },
             Msg::FsStart(FsStart { partition, tree_segments, digest }),
         )
     }
@@ -244,33 +309,47 @@ impl FsSource {
     ) -> Result<Vec<SrcStep>, ProtoError> {
         let p = self.partition;
         match (&mut self.state, m) {
-            (SrcState::AwaitHashes, Msg::FsSegmentHashes(h)) if h.partition == p && h.hashes.is_empty() => {
+            (SrcState::AwaitHashes { level: 0, .. }, Msg::FsSegmentHashes(h)) if h.partition == p && h.level == 0 && h.hashes.is_empty() => {
                 // The sink's digest matched ours: nothing differs.
                 self.state = SrcState::AwaitDone;
                 Ok(vec![SrcStep::Send(self.done_msg())])
             }
-            (SrcState::AwaitHashes, Msg::FsSegmentHashes(h)) if h.partition == p => {
-                if h.hashes.len() != self.tree_segments as usize {
-                    return Err(ProtoError::new(format!("sink sent {} segment hashes for partition {p}, expected {}", h.hashes.len(), self.tree_segments)));
+            (SrcState::AwaitHashes { level, parents }, Msg::FsSegmentHashes(h)) if h.partition == p && h.level as usize == *level => {
+                let levels = tree_levels(self.tree_segments);
+                let level = *level;
+                let nodes = children(&levels, level, parents);
+                if h.hashes.len() != nodes.len() {
+                    return Err(ProtoError::new(format!(
+                        "sink sent {} hashes for level {level} of partition {p}, expected {}",
+                        h.hashes.len(),
+                        nodes.len()
+                    )));
                 }
-                let local = local_hashes();
-                let diff = diff_segments(&local, &h.hashes);
-                self.stats.segments_differing = diff.len() as u32;
-                if diff.is_empty() {
+                let local = level_hashes(&local_hashes(), levels[level]);
+                let differ: Vec<(u32, u64)> = nodes.iter().zip(&h.hashes).filter(|(&n, &theirs)| local[n as usize] != theirs).map(|(&n, &theirs)| (n, theirs)).collect();
+                if differ.is_empty() {
                     self.state = SrcState::AwaitDone;
                     return Ok(vec![SrcStep::Send(self.done_msg())]);
                 }
-                self.state = SrcState::AwaitLists { pending: diff.iter().copied().collect(), partial: None };
-                let frames = diff
+                if level + 1 < levels.len() {
+                    // Descend: only under the nodes that differ.
+                    let nodes: Vec<u32> = differ.iter().map(|&(n, _)| n).collect();
+                    self.state = SrcState::AwaitHashes { level: level + 1, parents: nodes.clone() };
+                    return Ok(vec![SrcStep::Send(Msg::FsTreeAsk(FsTreeAsk { partition: p, level: (level + 1) as u8, nodes }))]);
+                }
+                // The last level: these nodes are the differing segments.
+                self.stats.segments_differing = differ.len() as u32;
+                self.state = SrcState::AwaitLists { pending: differ.iter().map(|&(s, _)| s).collect(), partial: None };
+                let frames = differ
                     .chunks(MAX_DIFF_SEGMENTS_PER_FRAME)
                     .map(|segs| {
                         let mut d = FsDiff { partition: p, segments: Vec::new(), sub_hashes: Vec::new(), whole_segments: Vec::new() };
-                        for &s in segs {
+                        for &(s, theirs) in segs {
                             let entries = local_segment(s);
                             // An empty segment on the sink lists nothing
                             // anyway; a near-empty one here lists about as
                             // little as its sub-hashes would cost.
-                            if h.hashes[s as usize] == 0 || entries.len() < FS_SUB_MIN_KEYS {
+                            if theirs == 0 || entries.len() < FS_SUB_MIN_KEYS {
                                 d.whole_segments.push(s);
                             } else {
                                 d.segments.push(s);
@@ -406,42 +485,72 @@ mod tests {
         h
     }
 
-    /// Runs one partition's exchange between two stores; returns the keys
-    /// pushed and the number of entries the sink listed.
-    fn exchange(source: &Store, sink: &Store) -> (Vec<Vec<u8>>, usize, PartStats, usize) {
-        let (mut src, start) = FsSource::start(7, SEGS, &hashes(source));
-        assert!(matches!(start, Msg::FsStart(_)));
-        let lh = || hashes(source);
-        let ls = |s: u32| seg_entries(source, s);
-        let sink_hashes = Msg::FsSegmentHashes(FsSegmentHashes { partition: 7, hashes: hashes(sink) });
-        let mut pushed = Vec::new();
-        let mut listed = 0;
-        let mut subs_sent = 0;
-        for step in src.on_msg(sink_hashes, &lh, &ls).unwrap() {
-            let SrcStep::Send(Msg::FsDiff(diff)) = step else {
-                assert!(matches!(step, SrcStep::Send(Msg::FsDone(_))), "{step:?}");
-                continue;
-            };
-            check_diff(&diff, SEGS).unwrap();
-            subs_sent += diff.sub_hashes.len();
-            let with_subs = diff.segments.iter().enumerate().map(|(i, &s)| (s, Some(&diff.sub_hashes[i * FS_SUB_BUCKETS..(i + 1) * FS_SUB_BUCKETS])));
-            for (s, remote_sub) in with_subs.chain(diff.whole_segments.iter().map(|&s| (s, None))) {
-                for l in sink_key_lists(7, s, remote_sub, seg_entries(sink, s)) {
-                    listed += l.entries.len();
-                    for st in src.on_msg(Msg::FsKeyList(l), &lh, &ls).unwrap() {
-                        if let SrcStep::Push { keys, .. } = st {
-                            pushed.extend(keys);
-                        }
+    /// What crossed the wire in one exchange.
+    #[derive(Default, Debug)]
+    struct Seen {
+        pushed: Vec<Vec<u8>>,
+        listed: usize,
+        subs_sent: usize,
+        hashes_sent: usize,
+        asks: usize,
+        diffs: Vec<FsDiff>,
+    }
+
+    /// Runs one partition's exchange, the sink played by the functions
+    /// its driver uses (`tree_top`, `tree_answer`, `check_diff`,
+    /// `sink_key_lists`).
+    fn drive(
+        segs: u32,
+        src_hashes: &dyn Fn() -> Vec<u64>,
+        src_seg: &dyn Fn(u32) -> Vec<LocalEntry>,
+        sink_hashes: &dyn Fn() -> Vec<u64>,
+        sink_seg: &dyn Fn(u32) -> Vec<LocalEntry>,
+    ) -> (Seen, PartStats) {
+        let (mut src, start) = FsSource::start(7, segs, &src_hashes());
+        let Msg::FsStart(st) = start else { panic!("{start:?}") };
+        let theirs = sink_hashes();
+        let first = if tree_digest(&theirs) == st.digest { FsSegmentHashes { partition: 7, level: 0, hashes: vec![] } } else { tree_top(7, &theirs) };
+        let mut seen = Seen::default();
+        let mut inbox = std::collections::VecDeque::from([Msg::FsSegmentHashes(first)]);
+        let mut stats = None;
+        while let Some(m) = inbox.pop_front() {
+            if let Msg::FsSegmentHashes(h) = &m {
+                seen.hashes_sent += h.hashes.len();
+            }
+            for step in src.on_msg(m, src_hashes, src_seg).unwrap() {
+                match step {
+                    SrcStep::Send(Msg::FsTreeAsk(a)) => {
+                        seen.asks += 1;
+                        inbox.push_back(Msg::FsSegmentHashes(tree_answer(&sink_hashes(), &a).unwrap()));
                     }
+                    SrcStep::Send(Msg::FsDiff(d)) => {
+                        check_diff(&d, segs).unwrap();
+                        seen.subs_sent += d.sub_hashes.len();
+                        let with_subs = d.segments.iter().enumerate().map(|(i, &s)| (s, Some(&d.sub_hashes[i * FS_SUB_BUCKETS..(i + 1) * FS_SUB_BUCKETS])));
+                        for (s, remote_sub) in with_subs.chain(d.whole_segments.iter().map(|&s| (s, None))) {
+                            for l in sink_key_lists(7, s, remote_sub, sink_seg(s)) {
+                                seen.listed += l.entries.len();
+                                inbox.push_back(Msg::FsKeyList(l));
+                            }
+                        }
+                        seen.diffs.push(d);
+                    }
+                    // The sink echoes FsDone.
+                    SrcStep::Send(Msg::FsDone(d)) => inbox.push_back(Msg::FsDone(d)),
+                    SrcStep::Push { keys, .. } => seen.pushed.extend(keys),
+                    SrcStep::AllListed => inbox.push_back(src.done_msg()),
+                    SrcStep::Finished(s) => stats = Some(s),
+                    other => panic!("unexpected step {other:?}"),
                 }
             }
         }
-        pushed.sort();
-        let done = src.done_msg();
-        let steps = src.on_msg(done, &lh, &ls).unwrap();
-        let SrcStep::Finished(stats) = &steps[0] else { panic!("{steps:?}") };
         assert!(src.is_done());
-        (pushed, listed, stats.clone(), subs_sent)
+        seen.pushed.sort();
+        (seen, stats.expect("the exchange finished"))
+    }
+
+    fn exchange(source: &Store, sink: &Store) -> (Seen, PartStats) {
+        drive(SEGS, &|| hashes(source), &|s| seg_entries(source, s), &|| hashes(sink), &|s| seg_entries(sink, s))
     }
 
     /// Drives both sides over a whole partition and checks the sink ends up
@@ -459,7 +568,8 @@ mod tests {
         sink.insert(b"k30".to_vec(), (9, 5)); // newer on the sink: left alone
         sink.insert(b"k40".to_vec(), (1, 0)); // same version, other content
         sink.insert(b"only-on-sink".to_vec(), (1, 1));
-        let (pushed, listed, stats, _) = exchange(&source, &sink);
+        let (seen, stats) = exchange(&source, &sink);
+        let (pushed, listed) = (seen.pushed, seen.listed);
         assert_eq!(pushed, vec![b"k10".to_vec(), b"k20".to_vec(), b"k40".to_vec()]);
         let changed: BTreeSet<u32> = ["k10", "k20", "k30", "k40", "only-on-sink"].iter().map(|k| seg_of(k.as_bytes())).collect();
         assert_eq!(stats.segments_differing as usize, changed.len(), "{stats:?}");
@@ -471,9 +581,9 @@ mod tests {
         for k in &pushed {
             repaired.insert(k.clone(), source[k]);
         }
-        let (pushed, listed, _, _) = exchange(&source, &repaired);
-        assert!(pushed.is_empty(), "{pushed:?}");
-        assert!(listed <= 16, "only the sub-bucket of the sink-only key ({listed})");
+        let (seen, _) = exchange(&source, &repaired);
+        assert!(seen.pushed.is_empty(), "{seen:?}");
+        assert!(seen.listed <= 16, "only the sub-bucket of the sink-only key ({})", seen.listed);
     }
 
     #[test]
@@ -482,10 +592,10 @@ mod tests {
         for i in 0..3000u64 {
             source.insert(format!("k{i}").into_bytes(), (1, i));
         }
-        let (pushed, listed, stats, subs_sent) = exchange(&source, &Store::new());
-        assert_eq!(pushed.len(), 3000);
-        assert_eq!(listed, 0);
-        assert_eq!(subs_sent, 0, "every segment of an empty sink is listed whole");
+        let (seen, stats) = exchange(&source, &Store::new());
+        assert_eq!(seen.pushed.len(), 3000);
+        assert_eq!(seen.listed, 0);
+        assert_eq!(seen.subs_sent, 0, "every segment of an empty sink is listed whole");
         assert_eq!(stats.segments_differing, SEGS);
         // A segment with fewer than FS_SUB_MIN_KEYS keys here is listed
         // whole, whatever the sink holds.
@@ -493,42 +603,68 @@ mod tests {
         let mut sink = few.clone();
         let older = few.keys().next().unwrap().clone();
         sink.insert(older.clone(), (0, 1));
-        let (pushed, listed, _, subs_sent) = exchange(&few, &sink);
-        assert_eq!(pushed, vec![older]);
-        assert_eq!((listed, subs_sent), (FS_SUB_MIN_KEYS - 1, 0));
+        let (seen, _) = exchange(&few, &sink);
+        assert_eq!(seen.pushed, vec![older]);
+        assert_eq!((seen.listed, seen.subs_sent), (FS_SUB_MIN_KEYS - 1, 0));
     }
 
     #[test]
     fn a_diff_of_many_segments_takes_several_frames() {
-        let segs = (MAX_DIFF_SEGMENTS_PER_FRAME + 10) as u32;
-        let (mut src, _) = FsSource::start(2, segs, &vec![1; segs as usize]);
-        let lh = || vec![1u64; segs as usize];
+        let segs = 2 * MAX_DIFF_SEGMENTS_PER_FRAME as u32;
         // Enough keys per segment for sub-hashes to be sent.
         let ls = |s: u32| (0..FS_SUB_MIN_KEYS as u64).map(|i| entry(format!("{s}/{i}").as_bytes(), 1, i)).collect::<Vec<_>>();
-        let steps = src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 2, hashes: vec![2; segs as usize] }), &lh, &ls).unwrap();
-        let diffs: Vec<&FsDiff> = steps.iter().map(|s| if let SrcStep::Send(Msg::FsDiff(d)) = s { d } else { panic!("{s:?}") }).collect();
-        assert_eq!(diffs.len(), 2);
-        assert_eq!(diffs.iter().map(|d| d.segments.len()).sum::<usize>(), segs as usize);
-        for d in &diffs {
-            check_diff(d, segs).unwrap();
+        // Unrelated hashes on the two sides (equal constants would XOR to
+        // the same node hashes).
+        let mix = |seed: u64| move || (0..segs as u64).map(|i| xxhash_rust::xxh3::xxh3_64_with_seed(&i.to_le_bytes(), seed)).collect::<Vec<u64>>();
+        let (seen, stats) = drive(segs, &mix(1), &ls, &mix(2), &|_| Vec::new());
+        assert_eq!(stats.segments_differing, segs);
+        assert_eq!(seen.diffs.len(), 2);
+        assert_eq!(seen.diffs.iter().map(|d| d.segments.len()).sum::<usize>(), segs as usize);
+        for d in &seen.diffs {
             // Every frame fits the body limit.
-            assert!(crate::frame::encode(&Msg::FsDiff((*d).clone()), 0, 2).len() <= crate::MAX_BODY_BYTES + crate::HEADER_BYTES);
+            assert!(crate::frame::encode(&Msg::FsDiff(d.clone()), 0, 2).len() <= crate::MAX_BODY_BYTES + crate::HEADER_BYTES);
         }
-        let mut bad = diffs[0].clone();
+        let mut bad = seen.diffs[0].clone();
         bad.sub_hashes.pop();
         assert!(check_diff(&bad, segs).unwrap_err().contains("sub-bucket hashes"));
-        let mut bad = diffs[1].clone();
+        let mut bad = seen.diffs[1].clone();
         bad.segments[0] = segs;
         assert!(check_diff(&bad, segs).unwrap_err().contains(&format!("names segment {segs}")));
     }
 
     #[test]
+    fn the_tree_is_walked_only_under_differing_nodes() {
+        assert_eq!(tree_levels(4096), vec![4, 8, 12]);
+        assert_eq!(tree_levels(64), vec![4, 6]);
+        assert_eq!(tree_levels(1), vec![0]);
+        assert_eq!(tree_levels(1 << 16), vec![4, 8, 12, 16]);
+        let segs = 4096u32;
+        let ours: Vec<u64> = (0..segs as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).collect();
+        let mut theirs = ours.clone();
+        theirs[2049] ^= 0xff;
+        let (ours2, theirs2) = (ours.clone(), theirs.clone());
+        let (seen, stats) = drive(segs, &move || ours2.clone(), &|_| Vec::new(), &move || theirs2.clone(), &|_| Vec::new());
+        assert_eq!(stats.segments_differing, 1);
+        assert_eq!(seen.diffs[0].whole_segments, vec![2049]);
+        // 16 top nodes, then 16 under the one differing, then its 16
+        // segments: 48 hashes instead of 4096.
+        assert_eq!((seen.hashes_sent, seen.asks), (48, 2));
+        // The level hashes of a level are the XOR of the segments below.
+        let top = level_hashes(&ours, 4);
+        assert_eq!(top[0], ours[..256].iter().fold(0, |a, b| a ^ b));
+        // A wholly different tree: every level in full.
+        let (seen, stats) = drive(segs, &move || ours.clone(), &|_| Vec::new(), &|| vec![0; 4096], &|_| Vec::new());
+        assert_eq!(stats.segments_differing, segs);
+        assert_eq!(seen.hashes_sent, 16 + 256 + 4096);
+    }
+
+    #[test]
     fn identical_partitions_finish_after_one_round_trip() {
         let (mut src, _) = FsSource::start(1, 4, &[9, 9, 9, 9]);
-        let h = vec![1, 2, 3, 4];
         let lh = || vec![1, 2, 3, 4];
         let ls = |_s: u32| Vec::new();
-        let steps = src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, hashes: h }), &lh, &ls).unwrap();
+        // Four segments: level 0 is the segments themselves.
+        let steps = src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, level: 0, hashes: vec![1, 2, 3, 4] }), &lh, &ls).unwrap();
         assert!(matches!(&steps[0], SrcStep::Send(Msg::FsDone(d)) if d.segments_differing == 0));
     }
 
@@ -543,7 +679,7 @@ mod tests {
         let lh = || vec![1, 2, 3, 4];
         let ls = |_s: u32| Vec::new();
         // The sink found the same digest and sent no hashes.
-        let steps = src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, hashes: vec![] }), &lh, &ls).unwrap();
+        let steps = src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, level: 0, hashes: vec![] }), &lh, &ls).unwrap();
         assert!(matches!(&steps[0], SrcStep::Send(Msg::FsDone(d)) if d.segments_differing == 0));
         let steps = src.on_msg(src.done_msg(), &lh, &ls).unwrap();
         assert!(matches!(steps[0], SrcStep::Finished(_)));
@@ -554,7 +690,17 @@ mod tests {
         let (mut src, _) = FsSource::start(1, 4, &[0; 4]);
         let lh = || vec![0; 4];
         let ls = |_s: u32| Vec::new();
-        assert!(src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, hashes: vec![0; 3] }), &lh, &ls).is_err());
+        assert!(src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, level: 0, hashes: vec![0; 3] }), &lh, &ls).is_err());
+        let (mut src, _) = FsSource::start(1, 4, &[0; 4]);
+        assert!(src.on_msg(Msg::FsSegmentHashes(FsSegmentHashes { partition: 1, level: 1, hashes: vec![0; 4] }), &lh, &ls).is_err(), "a level not asked for");
+        // The sink's checks of a tree ask.
+        let hs = vec![1u64; 4096];
+        let ask = |level: u8, nodes: Vec<u32>| tree_answer(&hs, &FsTreeAsk { partition: 3, level, nodes });
+        assert_eq!(ask(1, vec![0, 15]).unwrap().hashes.len(), 32);
+        assert!(ask(0, vec![]).unwrap_err().contains("level 0"));
+        assert!(ask(3, vec![0]).unwrap_err().contains("levels 0 to 2"));
+        assert!(ask(2, vec![5, 5]).unwrap_err().contains("ascending"));
+        assert!(ask(1, vec![16]).unwrap_err().contains("below 16"));
         let (mut src, _) = FsSource::start(1, 4, &[0; 4]);
         assert!(src.on_msg(Msg::FsKeyList(FsKeyList { partition: 1, segment: 0, sub_mask: 0, entries: vec![], last: true }), &lh, &ls).is_err());
         let (mut src, _) = FsSource::start(1, 4, &[0; 4]);

@@ -133,12 +133,25 @@ pub struct FsStart {
     pub digest: u64,
 }
 
-/// The sink's tree segment hashes for the partition (sink → source); none
-/// when the sink's tree digest equals the one in `FsStart`.
+/// Hashes of one level of the sink's tree (sink → source): level 0 (all
+/// its nodes) in answer to `FsStart`, none when the sink's tree digest
+/// equals the one there; a deeper level in answer to `FsTreeAsk`, the
+/// children of the nodes asked for, in order. The last level's nodes are
+/// the tree segments.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct FsSegmentHashes {
     pub partition: u32,
+    pub level: u8,
     pub hashes: Vec<u64>,
+}
+
+/// Asks for the children (at `level`) of the given nodes of level
+/// `level - 1`, those whose hashes differ (source → sink); ascending.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FsTreeAsk {
+    pub partition: u32,
+    pub level: u8,
+    pub nodes: Vec<u32>,
 }
 
 /// Segments whose hashes differ (source → sink): `segments` with the
@@ -220,6 +233,7 @@ pub enum Msg {
     FsPush(FsPush),
     FsPushAck(FsPushAck),
     FsDone(FsDone),
+    FsTreeAsk(FsTreeAsk),
 }
 
 /// Frame kinds, one per message variant.
@@ -243,6 +257,7 @@ pub enum MsgKind {
     FsPush = 15,
     FsPushAck = 16,
     FsDone = 17,
+    FsTreeAsk = 18,
 }
 
 impl MsgKind {
@@ -266,6 +281,7 @@ impl MsgKind {
             15 => FsPush,
             16 => FsPushAck,
             17 => FsDone,
+            18 => FsTreeAsk,
             _ => return None,
         })
     }
@@ -296,6 +312,7 @@ impl Msg {
             Msg::FsPush(_) => MsgKind::FsPush,
             Msg::FsPushAck(_) => MsgKind::FsPushAck,
             Msg::FsDone(_) => MsgKind::FsDone,
+            Msg::FsTreeAsk(_) => MsgKind::FsTreeAsk,
         }
     }
 

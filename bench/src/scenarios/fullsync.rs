@@ -196,12 +196,14 @@ pub fn run(o: &Opts) -> Res<Vec<Figure>> {
     drop(proxy);
     util::cleanup(&root);
 
-    // The tree exchange as the protocol defines it: every partition's
-    // segment hashes, once per round (frame headers not counted).
-    let tree = ring * dataplane::repl::fullsync::ROUNDS as u64 * storage::DEFAULT_TREE_SEGMENTS as u64 * 8;
+    // The tree exchange as the protocol defines it: every node hash of
+    // every partition's tree (all its levels, the segments last), once per
+    // round (frame headers not counted).
+    let nodes: u64 = wire::fullsync::tree_levels(storage::DEFAULT_TREE_SEGMENTS).iter().map(|&bits| 1u64 << bits).sum();
+    let tree = ring * dataplane::repl::fullsync::ROUNDS as u64 * nodes * 8;
     let budget = 2 * diff_payload + tree;
     println!(
-        "tree exchange: {ring} partitions x {} rounds x {} segment hashes x 8 bytes = {tree} bytes; differing payload (key + value): {diff_payload} bytes",
+        "tree exchange: {ring} partitions x {} rounds x {nodes} node hashes ({} segments and the levels above) x 8 bytes = {tree} bytes; differing payload (key + value): {diff_payload} bytes",
         dataplane::repl::fullsync::ROUNDS,
         storage::DEFAULT_TREE_SEGMENTS
     );

@@ -253,7 +253,7 @@ pub async fn coordinate(c: Rc<Core>) {
                         run.identical_in_round1.clear();
                     });
                     let p2 = progress.clone();
-                    let _ = persist_later(&c, id, move |x| x.fullsync = p2);
+                    let _ = persist_soon(&c, id, move |x| x.fullsync = p2);
                 } else {
                     continue;
                 }
@@ -331,7 +331,7 @@ pub async fn coordinate(c: Rc<Core>) {
                         same
                     });
                     p2.done_partitions = same;
-                    let _ = persist_later(&c, id, move |x| x.fullsync = p2);
+                    let _ = persist_soon(&c, id, move |x| x.fullsync = p2);
                     // Round 2 is scheduled at once, not a tick later.
                     kick();
                 } else {
@@ -349,26 +349,37 @@ pub async fn coordinate(c: Rc<Core>) {
                         p2.totals.objects_sent,
                         p2.totals.bytes_sent
                     );
-                    let _ = persist(&c, id, move |x| {
+                    // In the background: every costly step of the run is
+                    // on disk already, so a crash before this write lands
+                    // only finishes the run again (round 2, all done).
+                    let _ = persist_soon(&c, id, move |x| {
                         x.fullsync = p2;
                         // Everything dropped before this run started is repaired now.
                         if x.dirty && x.dirty_since_ms <= started {
                             x.dirty = false;
                         }
-                    })
-                    .await;
+                    });
                 }
             }
         }
     }
 }
 
-/// Progress that is cheap to lose: kept in memory, written to repl.json by
-/// the next save (a partition that found differences, the end of a run, an
-/// operator's command). After a crash the coordinator redoes what was not
-/// written: a run start, a round change, partitions that were identical.
-fn persist_later(c: &Core, id: u64, f: impl FnOnce(&mut SinkCfg)) -> Result<(), String> {
-    c.node.repl.update_sink_unsaved(id, f)
+/// Changes the sink's state at once (in memory) and writes repl.json in the
+/// background, without holding up the caller: for progress that is cheap
+/// to redo if a crash comes before the write lands (a run start, a round
+/// change, a partition found identical, the end of a run). Background
+/// writes that pile up are group-committed by `Shared::save`.
+fn persist_soon(c: &Core, id: u64, f: impl FnOnce(&mut SinkCfg)) -> Result<(), String> {
+    c.node.repl.update_sink_unsaved(id, f)?;
+    let shared = c.node.repl.clone();
+    glommio::spawn_local(async move {
+        if let Err(e) = glommio::executor().spawn_blocking(move || shared.save()).await {
+            log::error!("fullsync progress not saved: {e}; after a restart the coordinator redoes what it lost");
+        }
+    })
+    .detach();
+    Ok(())
 }
 
 async fn persist(c: &Core, id: u64, f: impl FnOnce(&mut SinkCfg) + Send + 'static) -> Result<(), String> {
@@ -428,8 +439,9 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
         }
     });
     if let (Some(stats), true) = (record, still_running) {
-        // An identical partition is cheap to redo after a crash; one that
-        // found differences is written down at once.
+        // An identical partition is cheap to redo after a crash: written in
+        // the background. One that found differences is written before the
+        // coordinator goes on.
         let cheap = stats.segments_differing == 0 && stats.objects_sent == 0;
         let done = move |x: &mut SinkCfg| {
             if x.fullsync.running && x.fullsync.round == round && !x.fullsync.done_partitions.contains(&p) {
@@ -440,7 +452,7 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
                 x.fullsync.totals.bytes_sent += stats.bytes_sent;
             }
         };
-        let saved = if cheap { persist_later(c, sink, done) } else { persist(c, sink, done).await };
+        let saved = if cheap { persist_soon(c, sink, done) } else { persist(c, sink, done).await };
         if let Err(e) = saved {
             // Not recorded as done: run it again rather than wait forever
             // for a completion that was never saved.
@@ -735,11 +747,23 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
                     let _ = conn.write_frame(&Msg::error(wire::ERR_TREE, msg.clone()), &[]).await;
                     return Err(msg);
                 }
-                let mut hashes = part.tree_hashes();
-                if wire::fullsync::tree_digest(&hashes) == s.digest {
-                    hashes.clear();
-                }
-                conn.write_frame(&Msg::FsSegmentHashes(wire::FsSegmentHashes { partition: p, hashes }), &[]).await.map_err(|e| e.to_string())?;
+                let hashes = part.tree_hashes();
+                let answer = if wire::fullsync::tree_digest(&hashes) == s.digest {
+                    wire::FsSegmentHashes { partition: p, level: 0, hashes: Vec::new() }
+                } else {
+                    wire::fullsync::tree_top(p, &hashes)
+                };
+                conn.write_frame(&Msg::FsSegmentHashes(answer), &[]).await.map_err(|e| e.to_string())?;
+            }
+            Msg::FsTreeAsk(a) if a.partition == p => {
+                let answer = match wire::fullsync::tree_answer(&part.tree_hashes(), &a) {
+                    Ok(x) => x,
+                    Err(msg) => {
+                        let _ = conn.write_frame(&Msg::error(wire::ERR_PROTOCOL, msg.clone()), &[]).await;
+                        return Err(msg);
+                    }
+                };
+                conn.write_frame(&Msg::FsSegmentHashes(answer), &[]).await.map_err(|e| e.to_string())?;
             }
             Msg::FsDiff(d) if d.partition == p => {
                 if let Err(msg) = wire::fullsync::check_diff(&d, part.tree_segments()) {

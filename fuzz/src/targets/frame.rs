@@ -263,7 +263,9 @@ pub fn messages() -> Vec<(&'static str, Msg, Vec<u8>)> {
         ("proxy-get-reply", Msg::ProxyGetReply(ProxyGetReply { req_id: 42, found: vec![true, false, true], error: String::new() }), records(2)),
         ("proxy-get-reply-err", Msg::ProxyGetReply(ProxyGetReply { req_id: 43, found: vec![], error: "at most 64 keys per proxy_get".into() }), vec![]),
         ("fs-start", Msg::FsStart(FsStart { partition: 5, tree_segments: 4096, digest: 0x1234_5678_9abc_def0 }), vec![]),
-        ("fs-segment-hashes", Msg::FsSegmentHashes(FsSegmentHashes { partition: 5, hashes: (0..16u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect() }), vec![]),
+        ("fs-segment-hashes", Msg::FsSegmentHashes(FsSegmentHashes { partition: 5, level: 0, hashes: (0..16u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect() }), vec![]),
+        ("fs-tree-ask", Msg::FsTreeAsk(FsTreeAsk { partition: 5, level: 1, nodes: vec![0, 3, 15] }), vec![]),
+        ("fs-segment-hashes-level", Msg::FsSegmentHashes(FsSegmentHashes { partition: 5, level: 1, hashes: (0..48u64).collect() }), vec![]),
         (
             "fs-diff",
             Msg::FsDiff(FsDiff { partition: 5, segments: vec![0, 7, 4095], sub_hashes: (0..3 * FS_SUB_BUCKETS as u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect(), whole_segments: vec![12, 13] }),
@@ -307,7 +309,7 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     }
     out.push(("stream-realtime".into(), conv));
     let mut conv = Vec::new();
-    for name in ["fs-start", "fs-segment-hashes", "fs-diff", "fs-key-list", "fs-push", "fs-done"] {
+    for name in ["fs-start", "fs-segment-hashes", "fs-tree-ask", "fs-segment-hashes-level", "fs-diff", "fs-key-list", "fs-push", "fs-done"] {
         let (_, m, p) = msgs.iter().find(|(n, _, _)| *n == name).unwrap();
         conv.extend(encoded(m, p, current));
     }
