@@ -454,14 +454,13 @@ async fn partition_finished(c: &Rc<Core>, sink: u64, p: u32, round: u8, res: Res
         };
         let saved = if cheap { persist_soon(c, sink, done) } else { persist(c, sink, done).await };
         if let Err(e) = saved {
-            // Not recorded as done: run it again rather than wait forever
-            // for a completion that was never saved.
-            log::warn!("fullsync partition {p} (round {round}): cannot save its completion ({e}); it will run again");
+            // The completion is in memory (the run goes on without this
+            // partition) and reaches repl.json with the next save that
+            // works; a restart before then runs the partition again.
+            log::warn!("fullsync partition {p} (round {round}): done, but its completion could not be saved ({e}); a restart before the next successful save runs it again");
             RUNS.with(|r| {
                 if let Some(st) = r.borrow_mut().get_mut(&sink).and_then(|run| run.parts.get_mut(&p)) {
-                    st.state = "retrying";
-                    st.error = format!("cannot save the partition's completion: {e}");
-                    st.retry_at_ms = now_ms() + BUSY_RETRY_MS * 5;
+                    st.error = format!("done, but not saved yet: {e}");
                 }
             });
         }
