@@ -19,7 +19,9 @@
 //!                                                 of at most MAX_KEYS_PER_LIST
 //!   per segment: keys of those sub-buckets the
 //!   sink lacks, holds older, or holds with
-//!   different content
+//!   different content; pushed once every
+//!   segment of the diff frame is listed (then
+//!   the next diff frame, if any)
 //!   ── FsPush{p, seq} + records ──────────────▶  apply (newer wins)
 //!   ◀──────────────── FsPushAck{p, seq} ───────
 //!   ── FsDone{p, stats} ──────────────────────▶  wait until durable
@@ -37,6 +39,11 @@ use crate::{ProtoError, FS_SUB_BUCKETS, FS_SUB_MIN_KEYS, MAX_DIFF_SEGMENTS_PER_F
 
 /// Most keys one tree segment may list (all its key lists together).
 pub const MAX_KEYS_PER_SEGMENT: usize = 4 << 20;
+
+/// The segments a diff frame names (with sub-hashes or whole).
+fn diff_segments(d: &FsDiff) -> BTreeSet<u32> {
+    d.segments.iter().chain(&d.whole_segments).copied().collect()
+}
 
 /// Bits of the segment index each level of the tree adds: a node has up to
 /// 16 children.
@@ -230,7 +237,10 @@ pub struct PartStats {
 enum SrcState {
     /// Waiting for the hashes of `level`: the children of `parents`.
     AwaitHashes { level: usize, parents: Vec<u32> },
-    AwaitLists { pending: BTreeSet<u32>, partial: Option<(u32, Vec<FsEntry>)> },
+    /// Waiting for the key lists of the diff frame sent last (`pending`);
+    /// `ready`: keys to push found so far for it; `queued`: diff frames
+    /// still to send, each once the one before is listed and pushed.
+    AwaitLists { pending: BTreeSet<u32>, partial: Option<(u32, Vec<FsEntry>)>, ready: Vec<(u32, Vec<Vec<u8>>)>, queued: std::collections::VecDeque<FsDiff> },
     AwaitDone,
     Done,
 }
@@ -339,8 +349,7 @@ impl FsSource {
                 }
                 // The last level: these nodes are the differing segments.
                 self.stats.segments_differing = differ.len() as u32;
-                self.state = SrcState::AwaitLists { pending: differ.iter().map(|&(s, _)| s).collect(), partial: None };
-                let frames = differ
+                let mut frames: std::collections::VecDeque<FsDiff> = differ
                     .chunks(MAX_DIFF_SEGMENTS_PER_FRAME)
                     .map(|segs| {
                         let mut d = FsDiff { partition: p, segments: Vec::new(), sub_hashes: Vec::new(), whole_segments: Vec::new() };
@@ -356,12 +365,19 @@ impl FsSource {
                                 d.sub_hashes.extend(sub_hashes(&entries));
                             }
                         }
-                        SrcStep::Send(Msg::FsDiff(d))
+                        d
                     })
                     .collect();
-                Ok(frames)
+                // One diff frame at a time: the sink writes all the key
+                // lists of a frame before it reads again, and the pushes
+                // for a frame go only once all its lists are in, so the two
+                // sides never both write bulk at each other (which could
+                // fill both sockets and stall both).
+                let first = frames.pop_front().expect("at least one differing segment");
+                self.state = SrcState::AwaitLists { pending: diff_segments(&first), partial: None, ready: Vec::new(), queued: frames };
+                Ok(vec![SrcStep::Send(Msg::FsDiff(first))])
             }
-            (SrcState::AwaitLists { pending, partial }, Msg::FsKeyList(l)) if l.partition == p => {
+            (SrcState::AwaitLists { pending, partial, ready, queued }, Msg::FsKeyList(l)) if l.partition == p => {
                 if !pending.contains(&l.segment) {
                     return Err(ProtoError::new(format!("key list for segment {} of partition {p}, which was not asked for", l.segment)));
                 }
@@ -389,13 +405,24 @@ impl FsSource {
                 local.retain(|e| in_mask(l.sub_mask, e.sub));
                 self.stats.keys_compared += local.len().max(entries.len()) as u64;
                 let keys = keys_to_push(&local, &entries);
-                let mut steps = Vec::new();
                 if !keys.is_empty() {
-                    steps.push(SrcStep::Push { segment: l.segment, keys });
+                    ready.push((l.segment, keys));
                 }
-                if pending.is_empty() {
-                    self.state = SrcState::AwaitDone;
-                    steps.push(SrcStep::AllListed);
+                if !pending.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Every segment of this diff frame is listed: its pushes,
+                // then the next frame, or the end.
+                let mut steps: Vec<SrcStep> = std::mem::take(ready).into_iter().map(|(segment, keys)| SrcStep::Push { segment, keys }).collect();
+                match queued.pop_front() {
+                    Some(next) => {
+                        *pending = diff_segments(&next);
+                        steps.push(SrcStep::Send(Msg::FsDiff(next)));
+                    }
+                    None => {
+                        self.state = SrcState::AwaitDone;
+                        steps.push(SrcStep::AllListed);
+                    }
                 }
                 Ok(steps)
             }
@@ -494,6 +521,8 @@ mod tests {
         hashes_sent: usize,
         asks: usize,
         diffs: Vec<FsDiff>,
+        /// "diff" and "push" steps in the order the source produced them.
+        order: Vec<&'static str>,
     }
 
     /// Runs one partition's exchange, the sink played by the functions
@@ -534,10 +563,14 @@ mod tests {
                             }
                         }
                         seen.diffs.push(d);
+                        seen.order.push("diff");
                     }
                     // The sink echoes FsDone.
                     SrcStep::Send(Msg::FsDone(d)) => inbox.push_back(Msg::FsDone(d)),
-                    SrcStep::Push { keys, .. } => seen.pushed.extend(keys),
+                    SrcStep::Push { keys, .. } => {
+                        seen.pushed.extend(keys);
+                        seen.order.push("push");
+                    }
                     SrcStep::AllListed => inbox.push_back(src.done_msg()),
                     SrcStep::Finished(s) => stats = Some(s),
                     other => panic!("unexpected step {other:?}"),
@@ -620,6 +653,15 @@ mod tests {
         assert_eq!(stats.segments_differing, segs);
         assert_eq!(seen.diffs.len(), 2);
         assert_eq!(seen.diffs.iter().map(|d| d.segments.len()).sum::<usize>(), segs as usize);
+        // One frame at a time: the first frame's pushes, all of them,
+        // before the second frame goes out.
+        let per_frame = MAX_DIFF_SEGMENTS_PER_FRAME;
+        let mut expect = vec!["diff"];
+        expect.extend(std::iter::repeat_n("push", per_frame));
+        expect.push("diff");
+        expect.extend(std::iter::repeat_n("push", per_frame));
+        assert_eq!(seen.order, expect);
+        assert_eq!(seen.pushed.len(), segs as usize * FS_SUB_MIN_KEYS);
         for d in &seen.diffs {
             // Every frame fits the body limit.
             assert!(crate::frame::encode(&Msg::FsDiff(d.clone()), 0, 2).len() <= crate::MAX_BODY_BYTES + crate::HEADER_BYTES);
