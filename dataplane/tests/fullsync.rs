@@ -212,3 +212,39 @@ fn resumed_round1(a: &Cluster) -> Vec<u64> {
     v.dedup();
     v
 }
+
+#[test]
+fn stop_pauses_a_run_and_start_resumes_it_where_it_was() {
+    let root = tempfile::tempdir().unwrap();
+    let mut oa = opts("dc1");
+    // Slow enough to be caught mid-run.
+    oa.extra = "fullsync_max_bytes_per_sec = 2000000\nmax_fssource_node = 1\nmax_fssource_cluster = 1\nfullsync_on_connect = false\n".into();
+    let a = start(root.path(), oa);
+    let b = start(root.path(), opts("dc2"));
+    let mut s3 = a.client();
+    ok(s3.create_bucket("pause"), "bucket");
+    let expect = write_set(&mut s3, "pause", 250, 4);
+    connect_without_realtime(&a, &b);
+    post(&a, "/repl/fullsync/start", json!({"sink": "dc2"}));
+    eventually(Duration::from_secs(120), "a few partitions done", || fs_status(&a, "dc2")["partitions_done"].as_u64().unwrap_or(0) >= 3);
+    post(&a, "/repl/fullsync/stop", json!({"sink": "dc2"}));
+    let paused = fs_status(&a, "dc2");
+    assert_eq!(paused["state"], "paused", "{paused}");
+    assert!(paused["last_error"].as_str().unwrap().contains("stopped by the operator"), "{paused}");
+    // It stays paused: the coordinator neither resumes it nor records
+    // more partitions (exchanges in flight finish unrecorded).
+    std::thread::sleep(Duration::from_secs(3));
+    let later = fs_status(&a, "dc2");
+    assert_eq!(later["state"], "paused", "{later}");
+    assert_eq!(later["partitions_done"], paused["partitions_done"], "{later}");
+    assert_eq!(later["completed_runs"], 0, "{later}");
+    // start resumes it in its round with its done partitions.
+    post(&a, "/repl/fullsync/start", json!({"sink": "dc2"}));
+    eventually(Duration::from_secs(10), "the run resumes", || fs_status(&a, "dc2")["state"] == "running");
+    let resumed = fs_status(&a, "dc2");
+    assert_eq!(resumed["round"], paused["round"], "{resumed}");
+    assert!(resumed["partitions_done"].as_u64() >= paused["partitions_done"].as_u64(), "{resumed}");
+    let st = fullsync(&a, "dc2", Duration::from_secs(300));
+    assert_eq!(st["completed_runs"], 1, "{st}");
+    assert_eq!(contents(&mut b.client(), "pause"), expect);
+}

@@ -314,7 +314,12 @@ pub async fn coordinate(c: Rc<Core>) {
                     p2.running = false;
                     p2.last_error = format!("partitions {failed:?} failed after {} attempts; the next run retries them", cfg.fullsync_retry_max);
                     log::error!("fullsync to sink {:?} ended with failures: {}", s.name, p2.last_error);
-                    let _ = persist(&c, id, move |x| x.fullsync = p2).await;
+                    let _ = persist(&c, id, move |x| {
+                        if still_this_round(x, round) {
+                            x.fullsync = p2
+                        }
+                    })
+                    .await;
                 } else if round < ROUNDS {
                     p2.round = round + 1;
                     // Partitions found identical in round 1 count as done in
@@ -331,7 +336,11 @@ pub async fn coordinate(c: Rc<Core>) {
                         same
                     });
                     p2.done_partitions = same;
-                    let _ = persist_soon(&c, id, move |x| x.fullsync = p2);
+                    let _ = persist_soon(&c, id, move |x| {
+                        if still_this_round(x, round) {
+                            x.fullsync = p2
+                        }
+                    });
                     // Round 2 is scheduled at once, not a tick later.
                     kick();
                 } else {
@@ -353,6 +362,9 @@ pub async fn coordinate(c: Rc<Core>) {
                     // on disk already, so a crash before this write lands
                     // only finishes the run again (round 2, all done).
                     let _ = persist_soon(&c, id, move |x| {
+                        if !still_this_round(x, round) {
+                            return;
+                        }
                         x.fullsync = p2;
                         // Everything dropped before this run started is repaired now.
                         if x.dirty && x.dirty_since_ms <= started {
@@ -363,6 +375,13 @@ pub async fn coordinate(c: Rc<Core>) {
             }
         }
     }
+}
+
+/// Whether the run the coordinator looked at at the top of its tick is
+/// still the one in the state: an operator's `fullsync stop` may have
+/// paused it since, and writing the tick's copy would undo the stop.
+fn still_this_round(x: &SinkCfg, round: u8) -> bool {
+    x.fullsync.running && x.fullsync.round.max(1) == round
 }
 
 /// Changes the sink's state at once (in memory) and writes repl.json in the
