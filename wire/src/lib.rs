@@ -2,8 +2,9 @@
 //!
 //! Nothing here touches a socket, a file or a clock: bytes and millisecond
 //! timestamps go in, frames and actions come out. `dataplane` drives these
-//! machines over glommio sockets; the tests here drive them by the thousand
-//! through lossy, duplicating and reordering channels.
+//! machines over glommio sockets; the tests here drive the realtime machines
+//! by the thousand through lossy, duplicating and reordering channels, and
+//! the fullsync machine against a simulated sink.
 
 pub mod cm;
 pub mod frame;
