@@ -159,23 +159,30 @@ fn writes_during_a_fullsync_are_neither_lost_nor_reverted() {
     assert_eq!(contents(&mut b.client(), "live"), expect);
 }
 
-#[test]
-fn a_coordinator_killed_mid_run_resumes_without_redoing_finished_partitions() {
-    let root = tempfile::tempdir().unwrap();
+/// Two clusters, 250 objects in `bucket` on the source only, and a fullsync
+/// slow enough to be caught mid-run (2 MB/s, one partition at a time),
+/// started by hand and waited for until round 1 has `done` partitions done.
+fn slow_run_caught_in_round1(root: &std::path::Path, bucket: &str, seed: usize, done: u64) -> (Cluster, Cluster, BTreeMap<String, [u8; 16]>) {
     let mut oa = opts("dc1");
-    // Slow enough to be caught mid-run.
     oa.extra = "fullsync_max_bytes_per_sec = 2000000\nmax_fssource_node = 1\nmax_fssource_cluster = 1\nfullsync_on_connect = false\n".into();
-    let mut a = start(root.path(), oa);
-    let b = start(root.path(), opts("dc2"));
+    let a = start(root, oa);
+    let b = start(root, opts("dc2"));
     let mut s3 = a.client();
-    ok(s3.create_bucket("resume"), "bucket");
-    let expect = write_set(&mut s3, "resume", 250, 3);
+    ok(s3.create_bucket(bucket), "bucket");
+    let expect = write_set(&mut s3, bucket, 250, seed);
     connect_without_realtime(&a, &b);
     post(&a, "/repl/fullsync/start", json!({"sink": "dc2"}));
     eventually(Duration::from_secs(120), "a few partitions done", || {
         let s = fs_status(&a, "dc2");
-        s["round"] == 1 && s["partitions_done"].as_u64().unwrap_or(0) >= 4
+        s["round"] == 1 && s["partitions_done"].as_u64().unwrap_or(0) >= done
     });
+    (a, b, expect)
+}
+
+#[test]
+fn a_coordinator_killed_mid_run_resumes_without_redoing_finished_partitions() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut a, b, expect) = slow_run_caught_in_round1(root.path(), "resume", 3, 4);
     a.kill();
     let state: Value = serde_json::from_slice(&std::fs::read(a.dir.join("data/repl.json")).unwrap()).unwrap();
     let sink = state["sinks"].as_object().unwrap().values().next().unwrap().clone();
@@ -216,17 +223,7 @@ fn resumed_round1(a: &Cluster) -> Vec<u64> {
 #[test]
 fn stop_pauses_a_run_and_start_resumes_it_where_it_was() {
     let root = tempfile::tempdir().unwrap();
-    let mut oa = opts("dc1");
-    // Slow enough to be caught mid-run.
-    oa.extra = "fullsync_max_bytes_per_sec = 2000000\nmax_fssource_node = 1\nmax_fssource_cluster = 1\nfullsync_on_connect = false\n".into();
-    let a = start(root.path(), oa);
-    let b = start(root.path(), opts("dc2"));
-    let mut s3 = a.client();
-    ok(s3.create_bucket("pause"), "bucket");
-    let expect = write_set(&mut s3, "pause", 250, 4);
-    connect_without_realtime(&a, &b);
-    post(&a, "/repl/fullsync/start", json!({"sink": "dc2"}));
-    eventually(Duration::from_secs(120), "a few partitions done", || fs_status(&a, "dc2")["partitions_done"].as_u64().unwrap_or(0) >= 3);
+    let (a, b, expect) = slow_run_caught_in_round1(root.path(), "pause", 4, 3);
     post(&a, "/repl/fullsync/stop", json!({"sink": "dc2"}));
     let paused = fs_status(&a, "dc2");
     assert_eq!(paused["state"], "paused", "{paused}");
