@@ -172,6 +172,7 @@ pub async fn status(core: &Rc<Core>) -> Value {
             "index_bytes": sum(|p| p.index_heap_bytes),
             "compactions": sum(|p| p.compactions),
             "fdatasyncs": sum(|p| p.fdatasyncs),
+            "cursor_writes": sum(|p| p.cursor_writes),
             "damaged_records": sum(|p| p.damaged),
             "orphan_blocks_expunged": n.metrics.iter().map(|m| m.orphan_blocks_expunged.load(std::sync::atomic::Ordering::Relaxed)).sum::<u64>(),
             "damage": damage(core).await,
@@ -194,7 +195,7 @@ async fn render_metrics(core: &Rc<Core>) -> String {
     metrics::render_s3(&mut p, &n.metrics);
     let parts = partition_stats(core).await;
     type F = fn(&storage::PartitionStats) -> u64;
-    let per_part: [(&str, &str, &str, F); 9] = [
+    let per_part: [(&str, &str, &str, F); 10] = [
         ("dataplane_partition_keys", "gauge", "Keys in the partition index.", |s| s.keys),
         ("dataplane_partition_log_bytes", "gauge", "Bytes of records in the partition's log.", |s| s.log_bytes),
         ("dataplane_partition_dead_bytes", "gauge", "Bytes of superseded records awaiting compaction.", |s| s.dead_bytes),
@@ -204,6 +205,7 @@ async fn render_metrics(core: &Rc<Core>) -> String {
         ("dataplane_partition_appends_total", "counter", "Records appended since start.", |s| s.appends),
         ("dataplane_partition_appended_bytes_total", "counter", "Bytes appended since start.", |s| s.appended_bytes),
         ("dataplane_partition_damaged_records", "gauge", "Corrupt records found in the partition.", |s| s.damaged),
+        ("dataplane_partition_cursor_writes_total", "counter", "Writes of the partition's cursor file since start.", |s| s.cursor_writes),
     ];
     for (name, kind, help, f) in per_part {
         p.header(name, kind, help);

@@ -21,12 +21,13 @@ pub mod record;
 mod segment;
 
 pub use compaction::CompactionStats;
+pub use cursor::CURSOR_FILE;
 pub use dir::{free_bytes, StoreDir, FORMAT_FILE};
 pub use error::{Error, Result};
 pub use index::{key_hash, tree_contribution, tree_sub_bucket, Entry, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_TREE_SEGMENTS};
 pub use partition::{
     AppendOutcome, Damage, LsnIter, Partition, PartitionConfig, PartitionStats, PutMode,
-    SyncMode, WriteRecord,
+    SyncMode, WriteRecord, CURSOR_PERSIST_INTERVAL_MS,
 };
 pub use record::{
     Header, Kind, Version, FLAG_ORDERED, FLAG_REPLICATE, FLAG_TREE, HEADER_BYTES,

@@ -201,6 +201,10 @@ pub struct PartitionStats {
     pub compactions: u64,
     pub compacted_bytes: u64,
     pub fdatasyncs: u64,
+    /// Times `cursors.dat` was written (realtime acks move cursors often;
+    /// the file is written at most once per CURSOR_PERSIST_INTERVAL_MS
+    /// unless a cursor is registered or dropped).
+    pub cursor_writes: u64,
     pub no_space: bool,
 }
 
@@ -242,6 +246,7 @@ pub(crate) struct Counters {
     pub appends: Cell<u64>,
     pub appended_bytes: Cell<u64>,
     pub fdatasyncs: Cell<u64>,
+    pub cursor_writes: Cell<u64>,
     pub compactions: Cell<u64>,
     pub compacted_bytes: Cell<u64>,
 }
@@ -269,6 +274,12 @@ pub(crate) struct Inner {
     closed: Cell<bool>,
     pub cursors: RefCell<BTreeMap<String, Lsn>>,
     cursors_dirty: Cell<bool>,
+    /// When the flusher last started writing `cursors.dat`.
+    cursors_saved_at: Cell<Instant>,
+    /// A background cursor write is under way (started by the flusher).
+    cursors_saving: Cell<bool>,
+    /// One `cursors.dat` writer at a time (they share a temporary file).
+    cursor_writer: glommio::sync::Semaphore,
     pub damage: RefCell<Vec<Damage>>,
     last_sync: Cell<Instant>,
     pub counters: Counters,
@@ -348,6 +359,9 @@ impl Partition {
             closed: Cell::new(false),
             cursors: RefCell::new(BTreeMap::new()),
             cursors_dirty: Cell::new(false),
+            cursors_saved_at: Cell::new(Instant::now()),
+            cursors_saving: Cell::new(false),
+            cursor_writer: glommio::sync::Semaphore::new(1),
             damage: RefCell::new(Vec::new()),
             last_sync: Cell::new(Instant::now()),
             counters: Counters::default(),
@@ -1362,6 +1376,7 @@ impl Partition {
             }
             c.insert(name.to_string(), lsn);
         }
+        inner.cursors_dirty.set(true);
         self.persist_cursors().await
     }
 
@@ -1385,6 +1400,7 @@ impl Partition {
     pub async fn drop_cursor(&self, name: &str) -> Result<bool> {
         let removed = self.0.cursors.borrow_mut().remove(name).is_some();
         if removed {
+            self.0.cursors_dirty.set(true);
             self.persist_cursors().await?;
         }
         Ok(removed)
@@ -1422,9 +1438,17 @@ impl Partition {
         total
     }
 
+    /// Writes the cursors to `cursors.dat` if they changed since the last
+    /// write, and waits for a write already under way: when this returns Ok,
+    /// every cursor move made before the call is durable.
     pub async fn persist_cursors(&self) -> Result<()> {
         let inner = &self.0;
+        let _permit = inner.cursor_writer.acquire_permit(1).await.map_err(|e| io_err(format!("cursors of partition {}", inner.id), std::io::Error::other(e.to_string())))?;
+        if !inner.cursors_dirty.get() {
+            return Ok(());
+        }
         inner.cursors_dirty.set(false);
+        inner.counters.cursor_writes.set(inner.counters.cursor_writes.get() + 1);
         let bytes = cursor::encode(&inner.cursors.borrow());
         let dir = inner.dir.clone();
         glommio::executor()
@@ -1463,6 +1487,7 @@ impl Partition {
             compactions: inner.counters.compactions.get(),
             compacted_bytes: inner.counters.compacted_bytes.get(),
             fdatasyncs: inner.counters.fdatasyncs.get(),
+            cursor_writes: inner.counters.cursor_writes.get(),
             no_space: inner.no_space.borrow().is_some(),
         }
     }
@@ -1480,9 +1505,8 @@ impl Partition {
         }
         let head = self.head_lsn();
         let r = if head > 0 { self.wait_level(head, true).await } else { Ok(()) };
-        if inner.cursors_dirty.get() {
-            self.persist_cursors().await?;
-        }
+        // (also waits for a background cursor write under way)
+        self.persist_cursors().await?;
         inner.closing.set(true);
         self.wake_flusher();
         while !inner.closed.get() {
@@ -1665,10 +1689,25 @@ async fn flusher(inner: Rc<Inner>) {
             }
         });
         futures_lite::future::or(signal, glommio::timer::sleep(tick)).await;
-        if inner.cursors_dirty.get() && !inner.closing.get() {
-            if let Err(e) = p.persist_cursors().await {
-                log::warn!("partition {}: {e}", inner.id);
-            }
+        // Cursors move on every realtime ack; write them at most once per
+        // CURSOR_PERSIST_INTERVAL_MS (a lost move only means a resend, which
+        // the sink applies idempotently), in the background so that data
+        // flushes never wait for a cursor file's fsyncs.
+        if inner.cursors_dirty.get()
+            && !inner.closing.get()
+            && !inner.cursors_saving.get()
+            && inner.cursors_saved_at.get().elapsed() >= Duration::from_millis(CURSOR_PERSIST_INTERVAL_MS)
+        {
+            inner.cursors_saving.set(true);
+            inner.cursors_saved_at.set(Instant::now());
+            let bg = p.clone();
+            glommio::spawn_local(async move {
+                if let Err(e) = bg.persist_cursors().await {
+                    log::warn!("partition {}: {e}", bg.0.id);
+                }
+                bg.0.cursors_saving.set(false);
+            })
+            .detach();
         }
     }
 }

@@ -272,3 +272,40 @@ fn an_append_dropped_while_it_rolls_the_segment_leaves_the_partition_writable() 
         p.close().await.unwrap();
     });
 }
+
+#[test]
+fn cursor_moves_are_written_in_the_background_at_most_once_per_interval() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 4, small_cfg()).await.unwrap();
+        put(&p, b"first", 1, b"v").await;
+        p.register_cursor("sink", 0).await.unwrap();
+        let registered = p.stats().cursor_writes;
+        assert_eq!(registered, 1, "registering a cursor writes the file at once");
+        // Realtime acks: many records, a cursor move after each, for ~1.6 s.
+        let t = std::time::Instant::now();
+        let mut i = 0u64;
+        let mut last = 0;
+        while t.elapsed() < std::time::Duration::from_millis(1600) {
+            last = put(&p, format!("k{i}").as_bytes(), 1, &[3u8; 100]).await;
+            p.advance_cursor("sink", last).unwrap();
+            i += 1;
+            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert!(i > 100, "only {i} moves");
+        // Let a flusher tick write what is left of the interval.
+        glommio::timer::sleep(std::time::Duration::from_millis(CURSOR_PERSIST_INTERVAL_MS + 300)).await;
+        let writes = p.stats().cursor_writes - registered;
+        assert!((1..=3).contains(&writes), "{i} cursor moves in ~1.6 s gave {writes} cursor file writes; want 1 to 3");
+        // Without a close, the file on disk already holds a recent position.
+        let p2 = dir.path().join(CURSOR_FILE);
+        let on_disk = std::fs::read(&p2).unwrap();
+        assert!(on_disk.windows(4).any(|w| w == b"sink"), "cursor file names the cursor");
+        let lsn_on_disk = u64::from_le_bytes(on_disk[on_disk.len() - 12..on_disk.len() - 4].try_into().unwrap());
+        assert_eq!(lsn_on_disk, last, "the background write holds the last move");
+        p.close().await.unwrap();
+        let p = Partition::open(dir.path(), 4, small_cfg()).await.unwrap();
+        assert_eq!(p.cursor("sink"), Some(last));
+        p.close().await.unwrap();
+    });
+}
