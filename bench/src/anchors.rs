@@ -61,6 +61,35 @@ pub fn fio_read_mmap(dir: &Path, size_mb: u64) -> f64 {
 }
 
 /// iperf3 single-stream loopback throughput in bytes per second.
+/// What one disk gives a realtime drain between two clusters that share it:
+/// fio reading an O_DIRECT-written file (the source's sealed segments) while
+/// a second job writes another (the sink's log), both O_DIRECT io_uring 1 MiB,
+/// queue depth 4. Returns (read B/s, write B/s) measured at the same time.
+pub fn fio_read_while_write(dir: &Path, size_mb: u64) -> (f64, f64) {
+    need("fio");
+    let rfile = dir.join("fio-rw-read.dat");
+    let wfile = dir.join("fio-rw-write.dat");
+    let size = format!("--size={size_mb}M");
+    let prep = Command::new("fio")
+        .args(["--name=prep", &format!("--filename={}", rfile.display()), "--rw=write", "--bs=1M", &size, "--ioengine=io_uring", "--direct=1", "--end_fsync=1", "--output-format=terse"])
+        .output()
+        .expect("run fio");
+    assert!(prep.status.success(), "fio failed: {}", String::from_utf8_lossy(&prep.stderr));
+    let common = ["--bs=1M", "--ioengine=io_uring", "--direct=1", "--iodepth=4"];
+    let mut args: Vec<String> = vec!["--output-format=json".into(), "--name=read".into(), format!("--filename={}", rfile.display()), "--rw=read".into(), size.clone()];
+    args.extend(common.iter().map(|s| s.to_string()));
+    args.extend(["--name=write".to_string(), format!("--filename={}", wfile.display()), "--rw=write".into(), size.clone(), "--end_fsync=1".into()]);
+    args.extend(common.iter().map(|s| s.to_string()));
+    let out = Command::new("fio").args(&args).output().expect("run fio");
+    let _ = std::fs::remove_file(&rfile);
+    let _ = std::fs::remove_file(&wfile);
+    assert!(out.status.success(), "fio failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("fio json");
+    let jobs = v["jobs"].as_array().expect("fio jobs");
+    let bw = |name: &str, dir: &str| jobs.iter().find(|j| j["jobname"] == name).and_then(|j| j[dir]["bw_bytes"].as_f64()).expect("fio bw_bytes");
+    (bw("read", "read"), bw("write", "write"))
+}
+
 pub fn iperf3_loopback(seconds: u32) -> f64 {
     need("iperf3");
     let port = 15201 + (std::process::id() % 500) as u16;

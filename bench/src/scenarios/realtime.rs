@@ -92,6 +92,11 @@ pub fn bulk(o: &Opts) -> Res<Vec<Figure>> {
     // segments through mmap, and they were written with O_DIRECT.
     let mmap_read = anchors::fio_read_mmap(&root, if o.quick { 512 } else { 4096 });
     println!("context: fio cold sequential mmap reads of an O_DIRECT-written file: {}", gbps(mmap_read));
+    // Context: both clusters share this machine's disk, so the drain reads
+    // and writes it at once; a perfect drain moves at most the lower of the two.
+    let (rw_read, rw_write) = anchors::fio_read_while_write(&root, if o.quick { 512 } else { 2048 });
+    let same_disk = rw_read.min(rw_write);
+    println!("context: fio O_DIRECT reads while writing on the same disk: read {}, write {}", gbps(rw_read), gbps(rw_write));
     let mut p = pair(&root, ("rt-src", "rt-sink"), "", "")?;
     util::connect_enable(&p.src, &p.sink.repl.to_string(), "rt-sink")?;
     util::create_bucket(&p.src, "bulk")?;
@@ -102,6 +107,7 @@ pub fn bulk(o: &Opts) -> Res<Vec<Figure>> {
     Ok(vec![
         Figure::vs(S, "drain_1MiB_throughput", v, "B/s", name, anchor, ">= 0.9"),
         Figure::vs(S, "drain_1MiB_vs_cold_mmap_read", v, "B/s", "fio cold mmap seq read", mmap_read, "").no_target(),
+        Figure::vs(S, "drain_1MiB_vs_same_disk_read_while_write", v, "B/s", "fio min(read, write) at once", same_disk, "").no_target(),
     ])
 }
 
