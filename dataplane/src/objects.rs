@@ -596,12 +596,17 @@ async fn unreferenced(c: &Rc<Core>, ids: Vec<(String, String, Uid)>) -> Vec<(Str
         let found = c
             .call(core, move |cc| {
                 Box::pin(async move {
-                    ids.into_iter()
-                        .filter(|(b, k, uid)| {
-                            let part = cc.part(object_partition(b, k, cc.node.ring));
-                            part.get(&intent_key(uid)).is_none() && !uid_in_use(part, b, k, uid)
-                        })
-                        .collect::<Vec<_>>()
+                    // Each check may read a cold manifest (a page fault on
+                    // this thread): let the core serve others in between.
+                    let mut free = Vec::new();
+                    for (b, k, uid) in ids {
+                        let part = cc.part(object_partition(&b, &k, cc.node.ring));
+                        if part.get(&intent_key(&uid)).is_none() && !uid_in_use(part, &b, &k, &uid) {
+                            free.push((b, k, uid));
+                        }
+                        glommio::yield_if_needed().await;
+                    }
+                    free
                 }) as crate::runtime::LocalFuture<Vec<(String, String, Uid)>>
             })
             .await;

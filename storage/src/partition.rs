@@ -313,17 +313,6 @@ pub(crate) fn map_file(path: &Path, len: u64) -> Result<Arc<Mapped>> {
     // region a reader may hold) while mapped.
     let m = unsafe { MmapOptions::new().len(len as usize).map(&f) }
         .map_err(|e| io_err(format!("mapping {}", path.display()), e))?;
-    // Readers of the log (GETs of recent objects, realtime drains, fullsync
-    // pushes, compaction) walk it forward, and sealed segments were written
-    // with O_DIRECT, so nothing of them is cached and every first touch is a
-    // page fault on the executor thread. MADV_SEQUENTIAL makes those faults
-    // read ahead of themselves: a cold sequential walk of a 2 GiB segment-like
-    // file went from 0.6-1.4 GB/s to 2.3 GB/s on the benchmark machine (GET
-    // and realtime drains did not move measurably: benchmarks.md). Advice
-    // only: a kernel that refuses it changes speed, not results.
-    if let Err(e) = m.advise(memmap2::Advice::Sequential) {
-        log::debug!("madvise(MADV_SEQUENTIAL) on {}: {e}", path.display());
-    }
     Ok(Arc::new(Mapped { map: m, file: f }))
 }
 

@@ -64,6 +64,12 @@ fn load_and_drain(p: &mut Pair, sink: &str, bucket: &str, prefix: &str, n: usize
     let key = |i: usize| format!("{prefix}/{i:07}");
     let w = util::put_preload(&mut p.src, bucket, n, size, THREADS, 3, &key)?;
     println!("  preloaded {n} x {} with realtime stopped: {} ({:.0} objects/s)", util::size_label(size), gbps(w.bytes_per_sec()), w.objects_per_sec());
+    if std::env::var_os("BENCH_WARM_SOURCE").is_some() {
+        // Experiment: take the source's cold reads out of the drain.
+        let t = std::time::Instant::now();
+        let st = std::process::Command::new("sh").arg("-c").arg(format!("find {} -name '*.seg' -exec cat {{}} + > /dev/null", p.src.dir.display())).status();
+        println!("  (experiment) source segments read into the page cache in {:.1} s: {st:?}", t.elapsed().as_secs_f64());
+    }
     let d = util::start_and_drain(&p.src, sink, Duration::from_secs(if n * size > 1 << 30 { 900 } else { 300 }))?;
     println!(
         "  drained in {:.3} s: {} payload, {:.0} objects/s ({} records, {} record bytes acked; steady {}; transport {})",
