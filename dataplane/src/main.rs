@@ -137,6 +137,23 @@ fn main() {
     std::process::exit(code);
 }
 
+/// A panic anywhere in a serving node ends the process. Each core owns its
+/// partitions: a core whose executor died would leave them unserved while
+/// the rest of the node kept answering (peers would see a sink that takes
+/// connections and never acknowledges). Crash-only is safe here: whatever
+/// was acknowledged is in the log, recovery replays it at the next start,
+/// and realtime resends what was not acknowledged. Run the node under a
+/// supervisor that restarts it (docs/operations.md).
+fn stop_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        log::error!("internal error (panic) in thread {thread}: {info}; the node stops now (abort) so that its supervisor restarts it; acknowledged data is safe in the log");
+        std::process::abort();
+    }));
+}
+
 fn serve(path: Option<PathBuf>, set: Vec<String>) -> i32 {
     let cfg = match config::Config::load(path.as_deref(), &set) {
         Ok(c) => c,
@@ -146,6 +163,7 @@ fn serve(path: Option<PathBuf>, set: Vec<String>) -> i32 {
         }
     };
     init_logging(&cfg.node.log_level);
+    stop_on_panic();
     log::info!(
         "starting dataplane {} with {} cores, ring of {} partitions, data in {}",
         env!("CARGO_PKG_VERSION"),
