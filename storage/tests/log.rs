@@ -34,8 +34,12 @@ fn append_read_iterate_and_restart_from_hints_and_scan() {
                     }
                 }
             }
+            let hints = std::fs::read_dir(&path).unwrap().filter(|e| e.as_ref().unwrap().path().extension().map(|x| x == "hint").unwrap_or(false)).count() as u64;
             let p = Partition::open(&path, 0, small_cfg()).await.unwrap();
             assert_eq!(p.key_count() as u64, n);
+            // Every hint written at a seal is usable: its segment loads from it.
+            assert_eq!(p.stats().segments_from_hints, hints, "round {round}");
+            assert!(round == 1 || hints >= 3, "round 0 must have the sealed segments' hints, found {hints}");
             for i in 0..n {
                 let want = if i % 3 == 0 { value_for(i, 2, 500) } else { value_for(i, 1, 100 + (i as usize * 37) % 3000) };
                 let r = p.read(format!("key-{i}").as_bytes(), true).unwrap().unwrap();
