@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use storage::{AppendOutcome, Kind, Partition, PutMode, SendRecord, Version, WriteRecord, FLAG_ORDERED, FLAG_REPLICATE, FLAG_TREE};
+use storage::{AppendOutcome, ColdRecord, FileRegion, Kind, Located, Partition, PutMode, SendRecord, Version, WriteRecord, FLAG_ORDERED, FLAG_REPLICATE, FLAG_TREE};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::model::*;
@@ -224,7 +224,25 @@ pub async fn delete_bucket(c: &Rc<Core>, bucket: &str) -> S3Result<()> {
 pub async fn get_manifest(c: &Rc<Core>, bucket: &str, key: &str) -> S3Result<Option<Manifest>> {
     let p = object_partition(bucket, key, c.node.ring);
     let mk = manifest_key(bucket, key);
-    c.on_partition(p, move |cc| Box::pin(async move { read_manifest(cc.part(p), &mk) })).await
+    c.on_partition(p, move |cc| {
+        Box::pin(async move {
+            // A manifest on disk and not cached is read with io_uring: a page
+            // fault here would read the fault's whole read-around window
+            // (megabytes of other records) with this executor waiting.
+            if let Some(Located::File(region)) = cc.part(p).locate(&mk) {
+                if !region.is_resident() {
+                    match cc.cold.read(&region, true).await {
+                        Ok(r) if r.header.kind == Kind::Manifest => return Manifest::decode(r.value()).map(Some).map_err(internal),
+                        Ok(_) => return Ok(None),
+                        // Through the mapping below: damage is reported there.
+                        Err(e) => log::warn!("cold read of a manifest in partition {p} failed ({e}); reading it through the mapping"),
+                    }
+                }
+            }
+            read_manifest(cc.part(p), &mk)
+        })
+    })
+    .await
 }
 
 pub fn read_manifest(part: &Partition, mk: &[u8]) -> S3Result<Option<Manifest>> {
@@ -234,14 +252,33 @@ pub fn read_manifest(part: &Partition, mk: &[u8]) -> S3Result<Option<Manifest>> 
     }
 }
 
-/// Reads one block (checked against its crc) on the core that owns it.
-/// A block this cluster does not have (its manifest arrived by replication,
-/// the block did not, or not yet) is fetched from the cluster that sent the
-/// manifest (proxy_get), stored, and returned.
-pub async fn read_block(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<SendRecord>> {
+/// A block read for a client: through the segment's mapping or from memory,
+/// or read from disk by this core (see `storage::cold`).
+pub enum BlockData {
+    Mapped(SendRecord),
+    Read(ColdRecord),
+}
+
+impl BlockData {
+    pub fn value(&self) -> &[u8] {
+        match self {
+            BlockData::Mapped(r) => r.value(),
+            BlockData::Read(r) => r.value(),
+        }
+    }
+}
+
+/// Reads one block (checked against its crc). The core that owns it finds
+/// it; a block on disk and not in the page cache is then read by this core
+/// with io_uring, so that neither executor waits on page faults and a GET
+/// keeps several reads in flight. A block this cluster does not have (its
+/// manifest arrived by replication, the block did not, or not yet) is
+/// fetched from the cluster that sent the manifest (proxy_get), stored, and
+/// returned.
+pub async fn read_block(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<BlockData>> {
     match read_block_local(c, key.clone()).await? {
         Some(r) => Ok(Some(r)),
-        None => proxy_block(c, key).await,
+        None => Ok(proxy_block(c, key).await?.map(BlockData::Mapped)),
     }
 }
 
@@ -273,18 +310,53 @@ async fn proxy_block(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<SendRecord>>
     }
 }
 
-async fn read_block_local(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<SendRecord>> {
+/// What the owning core answers: the block itself, or where to read it.
+enum BlockAt {
+    Here(SendRecord),
+    Disk(FileRegion),
+}
+
+async fn read_block_local(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<BlockData>> {
     let p = block_partition(&key, c.node.ring);
-    c.on_partition(p, move |cc| {
-        Box::pin(async move {
-            match cc.part(p).read(&key, true) {
-                Ok(Some(r)) if r.header.kind == Kind::Block => Ok(Some(r.into_send())),
-                Ok(_) => Ok(None),
-                Err(e) => Err(storage_err(e)),
-            }
+    let k = key.clone();
+    let at = c
+        .on_partition(p, move |cc| {
+            Box::pin(async move {
+                let part = cc.part(p);
+                match part.locate(&k) {
+                    None => Ok(None),
+                    Some(Located::Ready(r)) => Ok((r.header.kind == Kind::Block).then_some(BlockAt::Here(r))),
+                    Some(Located::File(region)) if !region.is_resident() => Ok(Some(BlockAt::Disk(region))),
+                    Some(Located::File(_)) => mapped_block(part, &k).map(|r| r.map(BlockAt::Here)),
+                }
+            })
         })
-    })
-    .await
+        .await?;
+    match at {
+        None => Ok(None),
+        Some(BlockAt::Here(r)) => Ok(Some(BlockData::Mapped(r))),
+        Some(BlockAt::Disk(region)) => match c.cold.read(&region, true).await {
+            Ok(r) if r.header.kind == Kind::Block => Ok(Some(BlockData::Read(r))),
+            Ok(_) => Ok(None),
+            Err(e) => {
+                // Read it again on the owning core through the mapping: a
+                // damaged record is then listed and dropped from the index
+                // there (fullsync repairs it), and a passing fault goes away.
+                log::warn!("cold read of a block in partition {p} failed ({e}); reading it through the mapping");
+                let at = c.on_partition(p, move |cc| Box::pin(async move { mapped_block(cc.part(p), &key) })).await?;
+                Ok(at.map(BlockData::Mapped))
+            }
+        },
+    }
+}
+
+/// A block through the segment's mapping, crc checked (damage is reported).
+fn mapped_block(part: &Partition, key: &[u8]) -> S3Result<Option<SendRecord>> {
+    match part.read(key, true) {
+        Ok(Some(r)) if r.header.kind == Kind::Block => Ok(Some(r.into_send())),
+        Ok(_) => Ok(None),
+        Err(e) => Err(storage_err(e)),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -67,6 +67,9 @@ pub struct Core {
     next_stop_slot: Cell<u64>,
     /// Per-core extension slots for subsystems (replication, ...).
     pub ext: crate::CoreExt,
+    /// Reads records that are on disk and not cached without blocking this
+    /// executor (io_uring; see `storage::cold`).
+    pub cold: storage::ColdReader,
 }
 
 impl Core {
@@ -402,6 +405,7 @@ async fn core_main(
         parts,
         stopping: Cell::new(false),
         stop_waiters: RefCell::new(BTreeMap::new()),
+        cold: storage::ColdReader::new(),
         next_stop_slot: Cell::new(0),
         ext: Default::default(),
     });

@@ -9,6 +9,7 @@
 //! The on-disk format is described in `docs/architecture.md` ("Storage").
 
 mod buffer;
+pub mod cold;
 mod compaction;
 mod cursor;
 mod dir;
@@ -20,6 +21,7 @@ mod partition;
 pub mod record;
 mod segment;
 
+pub use cold::{ColdReader, ColdRecord, FileRegion, Located, MAX_COLD_READ_FILES};
 pub use compaction::CompactionStats;
 pub use cursor::CURSOR_FILE;
 pub use dir::{free_bytes, StoreDir, FORMAT_FILE};

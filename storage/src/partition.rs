@@ -23,6 +23,7 @@ use glommio::io::DmaFile;
 use memmap2::MmapOptions;
 
 use crate::buffer::{page_ceil, page_floor, BufState, WBuf, PAGE_BYTES};
+use crate::cold::{FileRegion, Located};
 use crate::cursor::{self, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME_BYTES};
 use crate::error::{is_enospc, Error, Result};
 use crate::hint::{self, HintWriter};
@@ -316,7 +317,7 @@ pub(crate) fn map_file(path: &Path, len: u64) -> Result<Arc<Mapped>> {
     // region a reader may hold) while mapped.
     let m = unsafe { MmapOptions::new().len(len as usize).map(&f) }
         .map_err(|e| io_err(format!("mapping {}", path.display()), e))?;
-    Ok(Arc::new(Mapped { map: m, file: f }))
+    Ok(Arc::new(Mapped { map: m, file: f, path: path.to_path_buf() }))
 }
 
 enum ScanEnd {
@@ -1302,21 +1303,45 @@ impl Partition {
         }
     }
 
-    pub(crate) fn view_at(&self, seg_id: u32, off: u64, verify: bool) -> Result<RecordView> {
+    /// Where the current record of `key` is (tombstones included), without
+    /// touching it when it is on disk: see [`crate::cold`].
+    pub fn locate(&self, key: &[u8]) -> Option<Located> {
+        let e = self.get(key)?;
+        if let Some(v) = self.buffered_view(e.seg, e.off) {
+            if let Ok(v) = v {
+                return Some(Located::Ready(v.into_send()));
+            }
+        }
+        let seg = self.0.segs.borrow().get(e.seg).cloned()?;
+        Some(Located::File(FileRegion { map: seg.map.clone(), off: e.off, len: e.len }))
+    }
+
+    /// The record at (seg, off) when it is still in a write buffer.
+    fn buffered_view(&self, seg_id: u32, off: u64) -> Option<Result<RecordView>> {
         let inner = &self.0;
-        if let Some(w) = inner.w.borrow().as_ref() {
-            let bufs = w.pending.iter().chain(std::iter::once(&w.open));
-            for b in bufs.rev() {
-                if b.seg.id == seg_id && b.start <= off && off < b.end() {
-                    let rel = (off - b.start) as usize;
-                    let avail = b.len() - rel;
-                    let h = Header::parse(b.slice(rel, avail.min(HEADER_BYTES)))
-                        .map_err(|e| Error::Corrupt { path: b.seg.path.clone(), offset: off, detail: e.to_string() })?;
-                    if (h.len as usize) <= avail {
-                        return Ok(RecordView { backing: Backing::Buf(b.clone()), off: rel, header: h, seg: seg_id, file_off: off });
-                    }
+        let w = inner.w.borrow();
+        let w = w.as_ref()?;
+        let bufs = w.pending.iter().chain(std::iter::once(&w.open));
+        for b in bufs.rev() {
+            if b.seg.id == seg_id && b.start <= off && off < b.end() {
+                let rel = (off - b.start) as usize;
+                let avail = b.len() - rel;
+                let h = match Header::parse(b.slice(rel, avail.min(HEADER_BYTES))) {
+                    Ok(h) => h,
+                    Err(e) => return Some(Err(Error::Corrupt { path: b.seg.path.clone(), offset: off, detail: e.to_string() })),
+                };
+                if (h.len as usize) <= avail {
+                    return Some(Ok(RecordView { backing: Backing::Buf(b.clone()), off: rel, header: h, seg: seg_id, file_off: off }));
                 }
             }
+        }
+        None
+    }
+
+    pub(crate) fn view_at(&self, seg_id: u32, off: u64, verify: bool) -> Result<RecordView> {
+        let inner = &self.0;
+        if let Some(v) = self.buffered_view(seg_id, off) {
+            return v;
         }
         let seg = inner.segs.borrow().get(seg_id).cloned();
         let Some(seg) = seg else {

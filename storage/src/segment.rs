@@ -17,6 +17,8 @@ use memmap2::Mmap;
 pub struct Mapped {
     pub map: Mmap,
     pub file: std::fs::File,
+    /// The segment file's path when it was mapped (for messages).
+    pub path: std::path::PathBuf,
 }
 
 impl std::ops::Deref for Mapped {
@@ -336,6 +338,16 @@ impl SendRecord {
             SendInner::Map(m, off) => Some((m.file.as_raw_fd(), *off as u64)),
             SendInner::Owned(_) => None,
         }
+    }
+    /// The record at `off` in a mapping, checking its crc when asked.
+    pub(crate) fn from_map(map: Arc<Mapped>, off: usize, len: usize, verify: bool) -> std::result::Result<SendRecord, crate::record::DecodeError> {
+        let end = (off + len).min(map.len());
+        let b = &map[off.min(end)..end];
+        let header = if verify { Header::parse_verified(b)? } else { Header::parse(b)? };
+        if header.len as usize > b.len() {
+            return Err(crate::record::DecodeError::Short { have: b.len(), need: header.len as usize });
+        }
+        Ok(SendRecord { header, inner: SendInner::Map(map, off) })
     }
     /// Owns a copy of a record's bytes (tests and slow paths).
     pub fn from_bytes(bytes: Vec<u8>) -> std::result::Result<SendRecord, crate::record::DecodeError> {
