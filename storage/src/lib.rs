@@ -56,6 +56,13 @@ pub fn now_ms() -> u64 {
 /// buffers come from this registered, pre-faulted pool while it has room.
 pub const RECOMMENDED_IO_MEMORY_BYTES: usize = 64 << 20;
 
+/// Preemption timer to give each executor (glommio's default is 100 ms).
+/// Write buffers are submitted to the disk only when the executor gets back
+/// to its reactor, which a busy task does when this timer fires, so it
+/// bounds how long a closed buffer waits: with 100 ms an appending task
+/// filled every buffer before the first write went out.
+pub const RECOMMENDED_PREEMPT_TIMER: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Keeps large aligned allocations (write buffers beyond the io_uring pool)
 /// in malloc's arenas instead of fresh mmaps, so that reusing them does not
 /// fault in and zero new pages every time. Call once at process start.

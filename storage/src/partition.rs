@@ -42,6 +42,14 @@ const SEAL_BYTES: u64 = HEADER_BYTES as u64;
 const PAD_RESERVE_BYTES: u64 = PAGE_BYTES + HEADER_BYTES as u64;
 /// O_DIRECT writes a partition keeps in flight at once.
 pub const MAX_WRITES_IN_FLIGHT: usize = 4;
+/// Largest step by which a segment file is extended at once.
+pub const MAX_PREALLOC_STEP_BYTES: u64 = 128 << 20;
+
+/// How far before the end of the preallocated space a background extension
+/// starts: half of what was preallocated, so it lands well before it is needed.
+fn prealloc_ahead(prealloc_end: u64) -> u64 {
+    (prealloc_end / 2).min(MAX_PREALLOC_STEP_BYTES / 2)
+}
 /// How often dirty cursors are persisted.
 pub const CURSOR_PERSIST_INTERVAL_MS: u64 = 1000;
 /// How long the flusher sleeps when nothing asks for it (sync = none).
@@ -288,6 +296,10 @@ pub(crate) struct Inner {
     last_sync: Cell<Instant>,
     pub counters: Counters,
     pub compacting: Cell<bool>,
+    /// A preallocation of the open segment is under way.
+    pub prealloc_running: Cell<bool>,
+    /// Hint files being written in the background (close waits for them).
+    pub hint_writes: Cell<usize>,
 }
 
 /// A partition handle. Cheap to clone; all clones share one partition.
@@ -370,6 +382,8 @@ impl Partition {
             last_sync: Cell::new(Instant::now()),
             counters: Counters::default(),
             compacting: Cell::new(false),
+            hint_writes: Cell::new(0),
+            prealloc_running: Cell::new(false),
         });
         let p = Partition(inner);
         let resumed_tail = p.recover().await?;
@@ -936,12 +950,37 @@ impl Partition {
                 continue;
             }
             if pos + need + SEAL_BYTES + PAD_RESERVE_BYTES > prealloc_end {
-                self.prealloc(pos + need + SEAL_BYTES + PAD_RESERVE_BYTES).await?;
+                if inner.prealloc_running.get() {
+                    self.wait_progress().await;
+                } else {
+                    self.prealloc(pos + need + SEAL_BYTES + PAD_RESERVE_BYTES).await?;
+                }
                 continue;
+            }
+            // Extend the file ahead of need, in the background: ext4's
+            // fallocate waits for every O_DIRECT write in flight on the file,
+            // so an append that waited for it waited for the disk too.
+            if prealloc_end < cap && pos + need + prealloc_ahead(prealloc_end) > prealloc_end && !inner.prealloc_running.get() {
+                let bg = self.clone();
+                let upto = (prealloc_end + 1).min(cap);
+                glommio::spawn_local(async move {
+                    if let Err(e) = bg.prealloc(upto).await {
+                        log::warn!("partition {}: {e}", bg.0.id);
+                    }
+                })
+                .detach();
             }
             break;
         }
-        Ok(self.append_now(r, mode, need))
+        let out = self.append_now(r, mode, need);
+        // An append that needs no I/O completes without yielding, so a task
+        // that appends in a loop would hold the executor until its buffers
+        // are full: closed write buffers would not reach the disk (glommio
+        // submits I/O only between task runs) and the disk would idle while
+        // the CPU appends, then the other way round. Yield when the
+        // executor's preemption timer says so.
+        glommio::yield_if_needed().await;
+        Ok(out)
     }
 
     fn append_now(&self, r: &WriteRecord<'_>, mode: PutMode, need: u64) -> AppendOutcome {
@@ -1056,11 +1095,18 @@ impl Partition {
             let w = w.as_ref().ok_or(Error::Closed(inner.id))?;
             (w.file.clone(), w.seg.capacity, w.prealloc_end)
         };
-        if have >= upto {
+        if have >= upto || inner.prealloc_running.get() {
             return Ok(());
         }
-        let target = (page_ceil(upto) + inner.cfg.prealloc_step_bytes).min(cap);
-        match file.pre_allocate(target, false).await {
+        // Steps grow with the file (a streaming partition extends its segment
+        // a few times, an idle one holds little unused space).
+        let step = inner.cfg.prealloc_step_bytes.max(have.min(MAX_PREALLOC_STEP_BYTES));
+        let target = (page_ceil(upto) + step).min(cap);
+        inner.prealloc_running.set(true);
+        let res = file.pre_allocate(target, false).await;
+        inner.prealloc_running.set(false);
+        inner.progress.wake_all();
+        match res {
             Ok(()) => {
                 if let Some(w) = inner.w.borrow_mut().as_mut() {
                     if Rc::ptr_eq(&w.file, &file) {
@@ -1569,6 +1615,9 @@ impl Partition {
         while !inner.closed.get() {
             self.wait_progress().await;
         }
+        while inner.hint_writes.get() > 0 {
+            self.wait_progress().await;
+        }
         r
     }
 }
@@ -1854,7 +1903,19 @@ async fn flush_round(p: &Partition) -> Result<()> {
             let hw = buf.seal_hint.borrow_mut().take();
             buf.seg.sealed.set(true);
             if let Some(hw) = hw {
-                p.write_hint(&buf.seg, hw).await?;
+                // In the background: the hint is only a startup shortcut
+                // (without it the segment is scanned), and its writes and
+                // syncs must not hold back the next buffers' writes.
+                let (bg, seg) = (p.clone(), buf.seg.clone());
+                inner.hint_writes.set(inner.hint_writes.get() + 1);
+                glommio::spawn_local(async move {
+                    if let Err(e) = bg.write_hint(&seg, hw).await {
+                        log::warn!("partition {}: {e}; the segment will be scanned at the next start instead", bg.0.id);
+                    }
+                    bg.0.hint_writes.set(bg.0.hint_writes.get() - 1);
+                    bg.0.progress.wake_all();
+                })
+                .detach();
             }
         }
         release_stable_buffers(inner);

@@ -24,6 +24,7 @@ where
 {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Fixed(0))
         .io_memory(storage::RECOMMENDED_IO_MEMORY_BYTES)
+        .preempt_timer(storage::RECOMMENDED_PREEMPT_TIMER)
         .spawn(f)
         .unwrap()
         .join()
