@@ -216,6 +216,8 @@ pub struct PartitionStats {
     pub cursor_writes: u64,
     /// Sealed segments whose index entries came from their hint file at open.
     pub segments_from_hints: u64,
+    /// Rolls that continued in a segment prepared ahead of time.
+    pub rolls_prepared: u64,
     pub no_space: bool,
 }
 
@@ -259,6 +261,7 @@ pub(crate) struct Counters {
     pub fdatasyncs: Cell<u64>,
     pub cursor_writes: Cell<u64>,
     pub segments_from_hints: Cell<u64>,
+    pub rolls_prepared: Cell<u64>,
     pub compactions: Cell<u64>,
     pub compacted_bytes: Cell<u64>,
 }
@@ -300,12 +303,65 @@ pub(crate) struct Inner {
     pub prealloc_running: Cell<bool>,
     /// Hint files being written in the background (close waits for them).
     pub hint_writes: Cell<usize>,
+    /// The next segment, created and wholly preallocated before the roll
+    /// that needs it.
+    next_seg: RefCell<Option<PreparedSegment>>,
+    /// A `prepare_next` task is under way (a roll waits for it).
+    preparing: Cell<bool>,
+    /// Base of the segment whose preparation failed: not tried again; its
+    /// roll creates it inline.
+    prepare_failed: Cell<Option<u64>>,
+}
+
+/// A segment file made ahead of its roll: header written and synced, the
+/// whole capacity preallocated, not yet in the segment list.
+struct PreparedSegment {
+    name: SegName,
+    path: PathBuf,
+    file: Rc<DmaFile>,
 }
 
 /// A partition handle. Cheap to clone; all clones share one partition.
 /// Must stay on the executor that opened it.
 #[derive(Clone)]
 pub struct Partition(pub(crate) Rc<Inner>);
+
+/// True when a segment file has nothing but zeros after its header page (on
+/// ext4 the preallocated, never written space reads as a hole).
+fn holds_no_record(path: &Path) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len <= SEGMENT_HEADER_BYTES {
+        return Ok(true);
+    }
+    // SAFETY: lseek on a descriptor we own; no memory is passed.
+    let data = unsafe { libc::lseek(f.as_raw_fd(), SEGMENT_HEADER_BYTES as libc::off_t, libc::SEEK_DATA) };
+    let mut at = if data < 0 {
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENXIO) => return Ok(true),
+            // (a filesystem without SEEK_DATA: read it all)
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => SEGMENT_HEADER_BYTES,
+            _ => return Err(e),
+        }
+    } else {
+        data as u64
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    while at < len {
+        let n = f.read_at(&mut buf[..((len - at) as usize).min(1 << 20)], at)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n as u64;
+    }
+    Ok(true)
+}
 
 fn io_err(ctx: impl Into<String>, e: std::io::Error) -> Error {
     Error::io(ctx, e)
@@ -384,6 +440,9 @@ impl Partition {
             compacting: Cell::new(false),
             hint_writes: Cell::new(0),
             prealloc_running: Cell::new(false),
+            next_seg: RefCell::new(None),
+            preparing: Cell::new(false),
+            prepare_failed: Cell::new(None),
         });
         let p = Partition(inner);
         let resumed_tail = p.recover().await?;
@@ -493,6 +552,17 @@ impl Partition {
                 stale.push(path.with_extension("hint"));
             } else {
                 keep.push((*h, path.clone()));
+            }
+        }
+        // A segment prepared ahead of a roll that never came (the process
+        // stopped first), or a roll that stopped before its first record:
+        // a header and nothing after it. The segment before it is the tail.
+        if keep.len() >= 2 {
+            let (h, path) = keep.last().expect("two or more");
+            if h.name.gen == 0 && holds_no_record(path).map_err(|e| io_err(format!("reading {}", path.display()), e))? {
+                log::info!("partition {}: removing {} (made ahead of a roll that never came: a header, no records)", inner.id, path.display());
+                stale.push(path.clone());
+                keep.pop();
             }
         }
         if !stale.is_empty() {
@@ -851,6 +921,16 @@ impl Partition {
     }
 
     async fn create_segment(&self, name: SegName, cover_to: u64, capacity: u64) -> Result<(Rc<DmaFile>, Rc<Segment>)> {
+        let first = self.0.cfg.prealloc_step_bytes.min(capacity);
+        let (file, path) = self.create_segment_file(name, cover_to, capacity, first).await?;
+        let seg = self.segment_for(name, path, cover_to, capacity)?;
+        Ok((Rc::new(file), seg))
+    }
+
+    /// Creates a segment file with `prealloc` bytes preallocated and its
+    /// header written and synced (file and directory). On failure nothing is
+    /// left behind.
+    async fn create_segment_file(&self, name: SegName, cover_to: u64, capacity: u64, prealloc: u64) -> Result<(DmaFile, PathBuf)> {
         let inner = &self.0;
         let path = inner.dir.join(name.file_name());
         // Every step can meet a full disk (a new inode, the header block,
@@ -864,25 +944,80 @@ impl Partition {
             }
         };
         let file = DmaFile::create(&path).await.map_err(|e| fail(format!("creating {}", path.display()), glommio_io(e)))?;
-        let first = inner.cfg.prealloc_step_bytes.min(capacity);
-        if let Err(e) = file.pre_allocate(first, false).await {
-            let _ = file.remove().await;
-            return Err(fail(format!("cannot preallocate {}", path.display()), glommio_io(e)));
+        let made = async {
+            file.pre_allocate(prealloc, false).await.map_err(|e| fail(format!("cannot preallocate {}", path.display()), glommio_io(e)))?;
+            let mut hdr = file.alloc_dma_buffer(SEGMENT_HEADER_BYTES as usize);
+            SegHeader { format: FORMAT_VERSION, partition: inner.id, name, cover_to, created_ms: crate::now_ms(), capacity }
+                .encode(hdr.as_bytes_mut());
+            file.write_at(hdr, 0).await.map_err(|e| fail(format!("writing header of {}", path.display()), glommio_io(e)))?;
+            file.fdatasync().await.map_err(|e| fail(format!("syncing {}", path.display()), glommio_io(e)))?;
+            let d = inner.dir.clone();
+            glommio::executor()
+                .spawn_blocking(move || std::fs::File::open(d).and_then(|f| f.sync_all()))
+                .await
+                .map_err(|e| fail(format!("syncing directory {}", inner.dir.display()), e))
         }
-        let mut hdr = file.alloc_dma_buffer(SEGMENT_HEADER_BYTES as usize);
-        SegHeader { format: FORMAT_VERSION, partition: inner.id, name, cover_to, created_ms: crate::now_ms(), capacity }
-            .encode(hdr.as_bytes_mut());
-        file.write_at(hdr, 0).await.map_err(|e| fail(format!("writing header of {}", path.display()), glommio_io(e)))?;
-        file.fdatasync().await.map_err(|e| fail(format!("syncing {}", path.display()), glommio_io(e)))?;
-        let d = inner.dir.clone();
-        glommio::executor()
-            .spawn_blocking(move || std::fs::File::open(d).and_then(|f| f.sync_all()))
-            .await
-            .map_err(|e| fail(format!("syncing directory {}", inner.dir.display()), e))?;
+        .await;
+        match made {
+            Ok(()) => Ok((file, path)),
+            Err(e) => {
+                let _ = file.remove().await;
+                let _ = file.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Maps a segment file made by `create_segment_file` and gives it the
+    /// next id. Call right before `register_segment`, with no await between.
+    fn segment_for(&self, name: SegName, path: PathBuf, cover_to: u64, capacity: u64) -> Result<Rc<Segment>> {
         let map = map_file(&path, capacity)?;
-        let id = inner.segs.borrow().next_id();
-        let seg = Rc::new(Segment::new(id, name, path, cover_to, capacity, map));
-        Ok((Rc::new(file), seg))
+        let id = self.0.segs.borrow().next_id();
+        Ok(Rc::new(Segment::new(id, name, path, cover_to, capacity, map)))
+    }
+
+    /// Starts preparing the segment after the active one in the background,
+    /// unless it is there, under way, or failed already. Called by appends
+    /// once the active segment is half full and wholly preallocated.
+    fn prepare_next_soon(&self, active_base: u64) {
+        let inner = &self.0;
+        let base = active_base + 1;
+        if inner.preparing.get() || inner.next_seg.borrow().is_some() || inner.prepare_failed.get() == Some(base) {
+            return;
+        }
+        inner.preparing.set(true);
+        let p = self.clone();
+        glommio::spawn_local(async move { p.prepare_next(SegName { base, gen: 0 }).await }).detach();
+    }
+
+    /// Creates the next segment with its whole capacity preallocated, so that
+    /// neither its roll nor its appends wait for a file to be created or
+    /// extended (ext4's fallocate waits for every O_DIRECT write in flight
+    /// on the file; this file has none yet). A crash leaves it with a header
+    /// and no record, which opening removes. Failure (a full disk) is not an
+    /// error of the partition: the roll creates the segment as before.
+    async fn prepare_next(&self, name: SegName) {
+        let inner = &self.0;
+        let cap = inner.cfg.segment_bytes;
+        let res = self.create_segment_file(name, name.base, cap, cap).await;
+        let wanted = !inner.closing.get()
+            && !inner.closed.get()
+            && inner.w.borrow().as_ref().map(|w| w.seg.name.base + 1) == Some(name.base);
+        match res {
+            Ok((file, path)) if wanted => {
+                *inner.next_seg.borrow_mut() = Some(PreparedSegment { name, path, file: Rc::new(file) });
+            }
+            Ok((file, _)) => {
+                let _ = file.remove().await;
+                let _ = file.close().await;
+            }
+            Err(e) => {
+                inner.prepare_failed.set(Some(name.base));
+                log::info!("partition {}: could not prepare the next segment ahead of its roll ({e}); the roll will create it", inner.id);
+            }
+        }
+        inner.preparing.set(false);
+        inner.progress.wake_all();
     }
 
     /// Makes a segment from `create_segment` part of the partition's list
@@ -940,10 +1075,10 @@ impl Partition {
                 self.wait_progress().await;
                 continue;
             }
-            let (pos, cap, prealloc_end) = {
+            let (pos, cap, prealloc_end, base) = {
                 let w = inner.w.borrow();
                 let w = w.as_ref().ok_or(Error::Closed(inner.id))?;
-                (w.pos, w.seg.capacity, w.prealloc_end)
+                (w.pos, w.seg.capacity, w.prealloc_end, w.seg.name.base)
             };
             if pos + need + SEAL_BYTES + PAD_RESERVE_BYTES > cap {
                 self.roll().await?;
@@ -969,6 +1104,11 @@ impl Partition {
                     }
                 })
                 .detach();
+            }
+            // A partition that fills segments gets its next one made ahead
+            // of the roll, once the active one needs no more extending.
+            if prealloc_end >= cap && pos * 2 >= cap {
+                self.prepare_next_soon(base);
             }
             break;
         }
@@ -1180,7 +1320,34 @@ impl Partition {
         // the append that needed the roll fails cleanly; no record can ever
         // land after a seal.
         let base = inner.w.borrow().as_ref().ok_or(Error::Closed(inner.id))?.seg.name.base + 1;
-        let (file, seg) = self.create_segment(SegName { base, gen: 0 }, base, inner.cfg.segment_bytes).await?;
+        let cap = inner.cfg.segment_bytes;
+        // A preparation under way is for this very file: wait for it rather
+        // than create the same name twice.
+        while inner.preparing.get() {
+            self.wait_progress().await;
+        }
+        let name = SegName { base, gen: 0 };
+        let prepared = inner.next_seg.borrow_mut().take();
+        let (file, path, prealloc_end) = match prepared {
+            Some(p) => {
+                assert_eq!(p.name, name, "a prepared segment is always the one after the active one");
+                inner.counters.rolls_prepared.set(inner.counters.rolls_prepared.get() + 1);
+                (p.file, p.path, cap)
+            }
+            None => {
+                let step = inner.cfg.prealloc_step_bytes.min(cap);
+                let (file, path) = self.create_segment_file(name, base, cap, step).await?;
+                (Rc::new(file), path, step)
+            }
+        };
+        // (no await from here to the registration: ids go in creation order)
+        let seg = match self.segment_for(name, path, base, cap) {
+            Ok(seg) => seg,
+            Err(e) => {
+                let _ = file.remove().await;
+                return Err(e);
+            }
+        };
         {
             let mut ws = inner.w.borrow_mut();
             let w = ws.as_mut().ok_or(Error::Closed(inner.id))?;
@@ -1214,7 +1381,7 @@ impl Partition {
         w.seg = seg;
         w.file = file;
         w.pos = SEGMENT_HEADER_BYTES;
-        w.prealloc_end = inner.cfg.prealloc_step_bytes.min(inner.cfg.segment_bytes);
+        w.prealloc_end = prealloc_end;
         w.hint = HintWriter::default();
         Ok(())
     }
@@ -1591,6 +1758,7 @@ impl Partition {
             fdatasyncs: inner.counters.fdatasyncs.get(),
             cursor_writes: inner.counters.cursor_writes.get(),
             segments_from_hints: inner.counters.segments_from_hints.get(),
+            rolls_prepared: inner.counters.rolls_prepared.get(),
             no_space: inner.no_space.borrow().is_some(),
         }
     }
@@ -1615,8 +1783,16 @@ impl Partition {
         while !inner.closed.get() {
             self.wait_progress().await;
         }
-        while inner.hint_writes.get() > 0 {
+        while inner.hint_writes.get() > 0 || inner.preparing.get() {
             self.wait_progress().await;
+        }
+        let prepared = inner.next_seg.borrow_mut().take();
+        if let Some(p) = prepared {
+            let file = Rc::try_unwrap(p.file).ok().expect("a prepared segment's file has one owner");
+            if let Err(e) = file.remove().await {
+                log::warn!("partition {}: removing the unused prepared segment {}: {}", inner.id, p.path.display(), glommio_io(e));
+            }
+            let _ = file.close().await;
         }
         r
     }

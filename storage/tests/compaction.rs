@@ -69,6 +69,8 @@ fn cursors_keep_what_they_need_and_tombstones_wait_for_them() {
         for i in 0..200u64 {
             put(&p, format!("filler{}", i % 20).as_bytes(), 5 + i, &value_for(i, 5, 6000)).await;
         }
+        // (a segment counts as sealed once its seal record is synced)
+        p.wait_durable(p.head_lsn()).await.unwrap();
         let stats = p.compact_all().await.unwrap();
         assert!(!stats.is_empty());
         assert_eq!(stats.iter().map(|s| s.tombstones_dropped).sum::<u64>(), 0, "the cursor has not passed the tombstones");
