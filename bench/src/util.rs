@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use std::process::Command;
 
 use dataplane::client::S3Client;
 use dataplane::demo::{free_base_port, Cluster, ClusterOpts, DEMO_ACCESS_KEY, DEMO_SECRET_KEY};
@@ -271,7 +272,35 @@ pub struct Drain {
     pub records: u64,
     /// Acked-bytes rate between 10 % and 90 % of the drain (steady state).
     pub steady_bytes_per_sec: f64,
+    /// Seconds from `realtime start` to the first acknowledged byte.
+    pub first_ack_secs: f64,
     pub tls_mode: String,
+}
+
+/// How often a drain polls the source's status (the drain's time is known
+/// to within this).
+const DRAIN_POLL_MS: u64 = 2;
+
+/// BENCH_PERF_DRAIN=FILE (a profiling aid): `perf record -g` of every
+/// running `dataplane serve` process during the drain only, into FILE;
+/// BENCH_PERF_CALLGRAPH=dwarf unwinds with the debug info instead.
+fn perf_during_drain() -> Option<std::process::Child> {
+    let out = std::env::var("BENCH_PERF_DRAIN").ok()?;
+    let pids = Command::new("pgrep").args(["-d,", "-f", "dataplane serve"]).output().ok()?;
+    let pids = String::from_utf8_lossy(&pids.stdout).trim().to_string();
+    let cg: &[&str] = if std::env::var("BENCH_PERF_CALLGRAPH").as_deref() == Ok("dwarf") { &["--call-graph", "dwarf,16384"] } else { &["-g"] };
+    let child = Command::new("perf")
+        .args(["record", "-F", "1999"])
+        .args(cg)
+        .args(["-o", &out, "-p", &pids])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    // perf needs a moment to attach before the drain starts.
+    std::thread::sleep(Duration::from_millis(500));
+    println!("  (BENCH_PERF_DRAIN: perf record of pids {pids} into {out})");
+    Some(child)
 }
 
 /// Starts realtime to `sink` and waits until it has drained.
@@ -280,6 +309,7 @@ pub fn start_and_drain(src: &Cluster, sink: &str, limit: Duration) -> Res<Drain>
     let acked0 = before["bytes_acked"].as_u64().unwrap_or(0);
     let rec0 = before["records_acked"].as_u64().unwrap_or(0);
     let queued = before["queued_bytes"].as_u64().unwrap_or(0);
+    let perf = perf_during_drain();
     let t = Instant::now();
     post(src, "/repl/realtime/start", json!({"sink": sink}))?;
     let mut samples: Vec<(f64, u64)> = Vec::new();
@@ -297,7 +327,14 @@ pub fn start_and_drain(src: &Cluster, sink: &str, limit: Duration) -> Res<Drain>
             let (t1, b1) = at(0.1);
             let (t9, b9) = at(0.9);
             let steady = if t9 > t1 && b9 > b1 { (b9 - b1) as f64 / (t9 - t1) } else { total as f64 / el };
+            let first_ack_secs = samples.iter().find(|(_, b)| *b > 0).map(|s| s.0).unwrap_or(el);
+            if let Some(mut p) = perf {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(p.id() as i32, libc::SIGINT) };
+                let _ = p.wait();
+            }
             return Ok(Drain {
+                first_ack_secs,
                 secs: el,
                 record_bytes: acked,
                 records: s["records_acked"].as_u64().unwrap_or(0) - rec0,
@@ -308,7 +345,7 @@ pub fn start_and_drain(src: &Cluster, sink: &str, limit: Duration) -> Res<Drain>
         if t.elapsed() > limit {
             return Err(format!("realtime from {} to {sink} did not drain {queued} queued bytes within {limit:?}: {s}", src.name));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(DRAIN_POLL_MS));
     }
 }
 

@@ -72,8 +72,9 @@ fn load_and_drain(p: &mut Pair, sink: &str, bucket: &str, prefix: &str, n: usize
     }
     let d = util::start_and_drain(&p.src, sink, Duration::from_secs(if n * size > 1 << 30 { 900 } else { 300 }))?;
     println!(
-        "  drained in {:.3} s: {} payload, {:.0} objects/s ({} records, {} record bytes acked; steady {}; transport {})",
+        "  drained in {:.3} s (first ack after {:.3} s): {} payload, {:.0} objects/s ({} records, {} record bytes acked; steady {}; transport {})",
         d.secs,
+        d.first_ack_secs,
         gbps(w.bytes as f64 / d.secs),
         n as f64 / d.secs,
         d.records,

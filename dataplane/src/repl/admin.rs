@@ -151,6 +151,7 @@ async fn handle_inner(c: &Rc<Core>, method: &str, path: &str, body: &Value) -> R
                 _ => return Err(AdminResponse::error(404, format!("unknown realtime command {verb:?}; use enable, disable, start or stop"))),
             };
             update(c, s.cluster_id, move |x| x.realtime = new).await?;
+            super::realtime::kick_supervisors(c).await;
             log::info!("realtime to sink {:?}: {verb} (now {new:?})", s.name);
             Ok(AdminResponse::json(200, json!({"sink": s.name, "realtime": new})))
         }

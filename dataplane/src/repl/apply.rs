@@ -7,7 +7,6 @@
 //! its blocks. Every applied record gets this cluster added to its routing
 //! list; a record that already passed through here is dropped (no loops).
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -94,9 +93,38 @@ pub async fn apply_records(
     skip_through: Option<u64>,
     repair: bool,
 ) -> Result<Applied, String> {
+    let (stats, waits) = apply_records_unsettled(c, source, payload, recs, skip_through, repair).await?;
+    settle_local(c, &waits).await?;
+    Ok(stats)
+}
+
+/// Waits until the records `apply_records_unsettled` appended on this core
+/// are durable.
+pub async fn settle_local(c: &Rc<Core>, waits: &Unsettled) -> Result<(), String> {
+    for &(p, lsn) in waits {
+        objects::settle(c.part(p), lsn).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Per partition of this core, the last LSN an apply appended there.
+pub type Unsettled = Vec<(u32, u64)>;
+
+/// Like [`apply_records`], but returns as soon as every record is appended:
+/// blocks (and records owned by other cores) are durable, and the records
+/// appended on this core are durable once [`settle_local`] says so. That
+/// lets a sink take in the next batch while the disk writes this one.
+pub async fn apply_records_unsettled(
+    c: &Rc<Core>,
+    source: u64,
+    payload: Arc<Vec<u8>>,
+    recs: Vec<(usize, Header)>,
+    skip_through: Option<u64>,
+    repair: bool,
+) -> Result<(Applied, Unsettled), String> {
     let me = c.node.cluster_id;
     let mut stats = Applied::default();
-    let mut local_waits: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut local_waits: Unsettled = Vec::new();
     let mut blocks: Vec<BlockTask> = Vec::new();
     for (off, h) in recs {
         let bytes = &payload[off..off + h.len as usize];
@@ -130,21 +158,24 @@ pub async fn apply_records(
         }
         stats.records += 1;
         stats.bytes += h.len as u64;
-        settle_blocks(&mut blocks).await?;
+        if !blocks.is_empty() {
+            settle_blocks(&mut blocks).await?;
+        }
         let key = &bytes[h.key_range()];
         let p = partition_of(xxh3_64(&key[1..]), c.node.ring);
         if c.node.owner(p) == c.id {
             let value = &bytes[h.value_range()];
             if let Some(lsn) = objects::apply_replicated(c, p, &h, key, &routed, value, repair).await.map_err(|e| e.message)? {
-                local_waits.insert(p, lsn);
+                // LSNs only grow, so the last one per partition covers the rest.
+                match local_waits.iter_mut().find(|w| w.0 == p) {
+                    Some(w) => w.1 = lsn,
+                    None => local_waits.push((p, lsn)),
+                }
             }
         } else {
             apply_on_owner(c, payload.clone(), off, h, routed, repair, true).await?;
         }
     }
     settle_blocks(&mut blocks).await?;
-    for (p, lsn) in local_waits {
-        objects::settle(c.part(p), lsn).await.map_err(|e| e.to_string())?;
-    }
-    Ok(stats)
+    Ok((stats, local_waits))
 }

@@ -17,7 +17,7 @@ pub mod proxy;
 pub mod realtime;
 pub mod tls;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -253,6 +253,36 @@ pub struct CoreRepl {
     pub oldest_unacked_ms: RefCell<BTreeMap<u64, u64>>,
     /// Fullsync workers running on this core.
     pub fs: RefCell<fullsync::CoreFs>,
+    /// Wakes this core's realtime supervisor before its next tick (a sink's
+    /// realtime state changed).
+    pub kick: Kick,
+}
+
+/// A wake-up for one task on this core, remembered until it is taken.
+#[derive(Default)]
+pub struct Kick {
+    set: Cell<bool>,
+    waker: RefCell<Option<std::task::Waker>>,
+}
+
+impl Kick {
+    pub fn kick(&self) {
+        self.set.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves once `kick` has been called since the last time it resolved.
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.set.replace(false) {
+                return std::task::Poll::Ready(());
+            }
+            *self.waker.borrow_mut() = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+    }
 }
 
 /// Starts this core's replication tasks.

@@ -33,6 +33,10 @@ use crate::runtime::Core;
 const SUPERVISE_MS: u64 = 200;
 /// Tick of the sink's loop (heartbeats, dead peers).
 const SINK_TICK_MS: u64 = 200;
+/// Batches a sink connection applies ahead of their durability (and so of
+/// their acks) before it stops reading: the disk writes one batch while the
+/// next is applied. The source's byte window bounds the bytes behind them.
+const MAX_UNSETTLED_BATCHES: usize = 16;
 
 pub struct ConnHandle {
     pub stop: Rc<Cell<bool>>,
@@ -81,8 +85,20 @@ pub async fn supervise(c: Rc<Core>) {
             })
             .detach();
         }
-        futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(SUPERVISE_MS)), c.stopped()).await;
+        let tick = futures_lite::future::or(glommio::timer::sleep(Duration::from_millis(SUPERVISE_MS)), c.ext.repl.kick.wait());
+        futures_lite::future::or(tick, c.stopped()).await;
     }
+}
+
+/// Has every core's supervisor look at the sinks now rather than at its
+/// next tick (`realtime start` begins streaming at once).
+pub async fn kick_supervisors(c: &Rc<Core>) {
+    c.on_all(|cc: Rc<Core>| {
+        Box::pin(async move {
+            cc.ext.repl.kick.kick();
+        }) as crate::runtime::LocalFuture<()>
+    })
+    .await;
 }
 
 async fn run_source_conn(c: &Rc<Core>, sink: u64, target: usize, stop: Rc<Cell<bool>>) {
@@ -536,20 +552,66 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
     let cfg = c.node.cfg.repl.clone();
     let mut machine = RealtimeSink::new(&starts, cfg.heartbeat_ms, cfg.peer_timeout_ms, now_ms());
     log::debug!("core {}: realtime from {:?} for partitions {:?}", c.id, h.cluster_name, h.partitions);
+    // Batches applied (appended) but not yet acknowledged, oldest first. A
+    // batch is acknowledged once it is durable and every batch before it
+    // has been acknowledged, so acks leave in the order batches came in
+    // (an ack is cumulative: it must never cover an earlier batch that is
+    // not durable yet).
+    let mut unsettled: VecDeque<Unacked> = VecDeque::new();
     loop {
         if c.stopping.get() {
             return Ok(());
         }
-        let r = futures_lite::future::or(async { Some(conn.read_frame().await) }, async {
-            glommio::timer::sleep(Duration::from_millis(SINK_TICK_MS)).await;
-            None
-        })
-        .await;
-        match r {
-            None => {}
-            Some(Err(ConnError::Closed)) => return Ok(()),
-            Some(Err(e)) => return Err(format!("source {:?}: {e}", h.cluster_name)),
-            Some(Ok((Msg::Batch(b), payload))) => {
+        let full = unsettled.len() >= MAX_UNSETTLED_BATCHES;
+        let ev = {
+            let front = async {
+                match unsettled.front_mut() {
+                    Some(u) => match u.settle.as_mut() {
+                        Some(t) => SinkEvent::Settled(t.await),
+                        None => SinkEvent::Settled(Ok(())),
+                    },
+                    None => futures_lite::future::pending().await,
+                }
+            };
+            if full {
+                // Take in nothing more until the oldest batch is durable.
+                futures_lite::future::or(front, async {
+                    glommio::timer::sleep(Duration::from_millis(SINK_TICK_MS)).await;
+                    SinkEvent::Tick
+                })
+                .await
+            } else {
+                let frame = async { SinkEvent::Frame(conn.read_frame().await) };
+                let tick = async {
+                    glommio::timer::sleep(Duration::from_millis(SINK_TICK_MS)).await;
+                    SinkEvent::Tick
+                };
+                // Acks first: they free the source's window.
+                futures_lite::future::or(front, futures_lite::future::or(frame, tick)).await
+            }
+        };
+        match ev {
+            SinkEvent::Tick => {}
+            SinkEvent::Settled(res) => {
+                let u = unsettled.pop_front().expect("a settled batch is at the front");
+                if let Err(e) = res {
+                    let (frame, msg) = super::apply_failure(&c, &format!("batch {} of partition {}", u.ack.seq, u.ack.partition), &e).await;
+                    let _ = conn.write_frame(&frame, &[]).await;
+                    return Err(msg);
+                }
+                {
+                    let mut a = shared.applied.lock().unwrap();
+                    let e = a.entry((source, u.ack.partition)).or_insert((h.incarnation, 0));
+                    if e.0 != h.incarnation {
+                        *e = (h.incarnation, 0);
+                    }
+                    e.1 = e.1.max(u.durable_lsn);
+                }
+                conn.write_frame(&Msg::Ack(u.ack), &[]).await.map_err(|e| e.to_string())?;
+            }
+            SinkEvent::Frame(Err(ConnError::Closed)) => return Ok(()),
+            SinkEvent::Frame(Err(e)) => return Err(format!("source {:?}: {e}", h.cluster_name)),
+            SinkEvent::Frame(Ok((Msg::Batch(b), payload))) => {
                 let plan = match machine.on_batch(&b, now_ms()) {
                     Ok(p) => p,
                     Err(e) => {
@@ -557,8 +619,10 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                         return Err(format!("source {:?}: {e}", h.cluster_name));
                     }
                 };
-                let ack = match plan {
-                    BatchPlan::AckNow(a) => a,
+                let u = match plan {
+                    // Already applied; it is durable once the batches before
+                    // it are, so it waits its turn in the queue.
+                    BatchPlan::AckNow(a) => Unacked { ack: a, durable_lsn: machine.applied(b.partition).unwrap_or(0), settle: None },
                     BatchPlan::Apply { skip_through } => {
                         let recs = match super::apply::parse_payload(&payload, b.records) {
                             Ok(r) => r,
@@ -568,7 +632,7 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                                 return Err(msg);
                             }
                         };
-                        let applied = match super::apply::apply_records(&c, source, Arc::new(payload), recs, Some(skip_through), false).await {
+                        let (applied, waits) = match super::apply::apply_records_unsettled(&c, source, Arc::new(payload), recs, Some(skip_through), false).await {
                             Ok(a) => a,
                             Err(e) => {
                                 // Nothing of this batch is acknowledged; the
@@ -585,21 +649,19 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                             s.records_applied += applied.records;
                             s.bytes_applied += applied.bytes;
                         }
-                        machine.batch_applied(&b, now_ms())
+                        let settle = if waits.is_empty() {
+                            None
+                        } else {
+                            let c2 = c.clone();
+                            Some(glommio::spawn_local(async move { super::apply::settle_local(&c2, &waits).await }))
+                        };
+                        let ack = machine.batch_applied(&b, now_ms());
+                        Unacked { ack, durable_lsn: machine.applied(b.partition).unwrap_or(0), settle }
                     }
                 };
-                {
-                    let mut a = shared.applied.lock().unwrap();
-                    let lsn = machine.applied(b.partition).unwrap_or(0);
-                    let e = a.entry((source, b.partition)).or_insert((h.incarnation, 0));
-                    if e.0 != h.incarnation {
-                        *e = (h.incarnation, 0);
-                    }
-                    e.1 = e.1.max(lsn);
-                }
-                conn.write_frame(&Msg::Ack(ack), &[]).await.map_err(|e| e.to_string())?;
+                unsettled.push_back(u);
             }
-            Some(Ok((other, _))) => match machine.on_other(&other, now_ms()) {
+            SinkEvent::Frame(Ok((other, _))) => match machine.on_other(&other, now_ms()) {
                 Ok(None) => {}
                 Ok(Some(why)) => return Err(why),
                 Err(e) => {
@@ -614,4 +676,19 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
             LiveAction::Dead(why) => return Err(format!("source {:?}: {why}", h.cluster_name)),
         }
     }
+}
+
+/// A batch a sink has applied and not yet acknowledged.
+struct Unacked {
+    ack: wire::Ack,
+    /// What the sink may remember as applied from the source once the ack goes.
+    durable_lsn: u64,
+    /// Resolves when the batch's records are durable (None: nothing to wait for).
+    settle: Option<glommio::Task<Result<(), String>>>,
+}
+
+enum SinkEvent {
+    Frame(Result<(Msg, Vec<u8>), ConnError>),
+    Settled(Result<(), String>),
+    Tick,
 }
