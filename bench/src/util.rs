@@ -283,14 +283,18 @@ const DRAIN_POLL_MS: u64 = 2;
 
 /// BENCH_PERF_DRAIN=FILE (a profiling aid): `perf record -g` of every
 /// running `dataplane serve` process during the drain only, into FILE;
-/// BENCH_PERF_CALLGRAPH=dwarf unwinds with the debug info instead.
+/// BENCH_PERF_CALLGRAPH=dwarf unwinds with the debug info instead;
+/// BENCH_PERF_EVENTS="-e EVENT" records other events than CPU samples.
 fn perf_during_drain() -> Option<std::process::Child> {
     let out = std::env::var("BENCH_PERF_DRAIN").ok()?;
     let pids = Command::new("pgrep").args(["-d,", "-f", "dataplane serve"]).output().ok()?;
     let pids = String::from_utf8_lossy(&pids.stdout).trim().to_string();
     let cg: &[&str] = if std::env::var("BENCH_PERF_CALLGRAPH").as_deref() == Ok("dwarf") { &["--call-graph", "dwarf,16384"] } else { &["-g"] };
+    // BENCH_PERF_EVENTS: other events than CPU samples (e.g. "-e sched:sched_switch").
+    let events: Vec<String> = std::env::var("BENCH_PERF_EVENTS").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_else(|_| vec!["-F".into(), "1999".into()]);
     let child = Command::new("perf")
-        .args(["record", "-F", "1999"])
+        .arg("record")
+        .args(&events)
         .args(cg)
         .args(["-o", &out, "-p", &pids])
         .stdout(std::process::Stdio::null())

@@ -316,7 +316,9 @@ enum BlockAt {
     Disk(FileRegion),
 }
 
-async fn read_block_local(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<BlockData>> {
+/// Reads one block of this cluster (None: not here), as [`read_block`] does
+/// but without proxy_get.
+pub async fn read_block_local(c: &Rc<Core>, key: Vec<u8>) -> S3Result<Option<BlockData>> {
     let p = block_partition(&key, c.node.ring);
     let k = key.clone();
     let at = c

@@ -109,6 +109,9 @@ impl ColdRecord {
 #[derive(Default)]
 pub struct ColdReader {
     files: RefCell<Vec<(Weak<Mapped>, Rc<DmaFile>)>>,
+    /// Reads started and bytes asked for, since creation.
+    reads: std::cell::Cell<u64>,
+    read_bytes: std::cell::Cell<u64>,
 }
 
 impl ColdReader {
@@ -116,9 +119,20 @@ impl ColdReader {
         ColdReader::default()
     }
 
+    /// Reads started, and the bytes they asked for, since creation.
+    pub fn read_counts(&self) -> (u64, u64) {
+        (self.reads.get(), self.read_bytes.get())
+    }
+
+    fn count(&self, bytes: usize) {
+        self.reads.set(self.reads.get() + 1);
+        self.read_bytes.set(self.read_bytes.get() + bytes as u64);
+    }
+
     /// Reads the record at `r`, checking its crc when `verify` is set.
     pub async fn read(&self, r: &FileRegion, verify: bool) -> Result<ColdRecord> {
         let file = self.file_for(&r.map).await?;
+        self.count(r.len as usize);
         let buf = file
             .read_at(r.off, r.len as usize)
             .await
@@ -131,6 +145,20 @@ impl ColdReader {
             return Err(r.corrupt(format!("record length {} where the index says {}", header.len, r.len)));
         }
         Ok(ColdRecord { header, buf })
+    }
+
+    /// Starts reading `len` bytes of a segment file at `off` (O_DIRECT; the
+    /// read may return fewer bytes at the end of the file). The read runs
+    /// as a task of its own, so it can be started ahead of need.
+    pub(crate) async fn read_span(&self, map: &Arc<Mapped>, off: u64, len: usize) -> Result<glommio::Task<Result<ReadResult>>> {
+        let file = self.file_for(map).await?;
+        self.count(len);
+        let path = map.path.clone();
+        Ok(glommio::spawn_local(async move {
+            file.read_at(off, len)
+                .await
+                .map_err(|e| Error::Io { context: format!("reading {} at offset {off}", path.display()), source: crate::partition::glommio_io(e) })
+        }))
     }
 
     /// Open files held for segments that no longer exist.

@@ -239,6 +239,7 @@ impl Partition {
                 if !moved || h.kind == Kind::Expunge {
                     // Overwritten while we copied it (or a marker): garbage.
                     seg.dead_bytes.set(seg.dead_bytes.get() + padded);
+                    seg.stale_records.set(seg.stale_records.get() + 1);
                 }
             }
         }

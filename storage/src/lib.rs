@@ -29,7 +29,7 @@ pub use error::{Error, Result};
 pub use index::{key_hash, tree_contribution, tree_sub_bucket, Entry, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_TREE_SEGMENTS};
 pub use partition::{
     AppendOutcome, Damage, LsnIter, Partition, PartitionConfig, PartitionStats, PutMode,
-    SyncMode, WriteRecord, CURSOR_PERSIST_INTERVAL_MS,
+    SyncMode, WriteRecord, CURSOR_PERSIST_INTERVAL_MS, ITER_SPAN_BYTES,
 };
 pub use record::{
     Header, Kind, Version, FLAG_ORDERED, FLAG_REPLICATE, FLAG_TREE, HEADER_BYTES,

@@ -23,7 +23,7 @@ use glommio::io::DmaFile;
 use memmap2::MmapOptions;
 
 use crate::buffer::{page_ceil, page_floor, BufState, WBuf, PAGE_BYTES};
-use crate::cold::{FileRegion, Located};
+use crate::cold::{ColdReader, FileRegion, Located};
 use crate::cursor::{self, CURSOR_FILE, MAX_CURSORS, MAX_CURSOR_NAME_BYTES};
 use crate::error::{is_enospc, Error, Result};
 use crate::hint::{self, HintWriter};
@@ -31,7 +31,7 @@ use crate::index::{Entry, Index, NewSlot, TreeEntry, DEFAULT_TREE_SEGMENTS, MAX_
 use crate::notify::Notify;
 use crate::record::{align_up, Header, Kind, Version, HEADER_BYTES, MAX_KEY_BYTES, MAX_META_BYTES, MAX_VALUE_BYTES};
 use crate::segment::{
-    Backing, Mapped, RecordView, SegHeader, SegName, Segment, FORMAT_VERSION, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+    Backing, DiskSpan, Mapped, RecordView, SegHeader, SegName, Segment, FORMAT_VERSION, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
     SEGMENT_HEADER_BYTES,
 };
 use crate::Lsn;
@@ -854,6 +854,7 @@ impl Partition {
             Kind::Expunge => {
                 // The marker itself is garbage as far as reads go.
                 self.mark_dead_at(seg_id, padded);
+                self.mark_stale_at(seg_id);
                 inner.index.borrow_mut().remove(key, None)
             }
             _ => inner.index.borrow_mut().upsert(
@@ -863,6 +864,7 @@ impl Partition {
         };
         if let Some(o) = &old {
             self.mark_dead_at(o.seg, align_up(o.len as usize) as u64);
+            self.mark_stale_at(o.seg);
         }
         old
     }
@@ -870,6 +872,12 @@ impl Partition {
     fn mark_dead_at(&self, seg_id: u32, bytes: u64) {
         if let Some(s) = self.0.segs.borrow().get(seg_id) {
             s.dead_bytes.set(s.dead_bytes.get() + bytes);
+        }
+    }
+
+    fn mark_stale_at(&self, seg_id: u32) {
+        if let Some(s) = self.0.segs.borrow().get(seg_id) {
+            s.stale_records.set(s.stale_records.get() + 1);
         }
     }
 
@@ -1513,6 +1521,7 @@ impl Partition {
         self.record_damage(path, offset, Some(key.to_vec()), detail.to_string());
         if let Some(old) = self.0.index.borrow_mut().remove(key, Some((e.seg, e.off))) {
             self.mark_dead_at(old.seg, align_up(old.len as usize) as u64);
+            self.mark_stale_at(old.seg);
         }
     }
 
@@ -1565,7 +1574,29 @@ impl Partition {
 
     /// Iterator over records with LSN greater than `after`, in LSN order.
     pub fn iter_after(&self, after: Lsn) -> LsnIter {
-        LsnIter { after, pos: None, generation: u64::MAX }
+        LsnIter { after, pos: None, generation: u64::MAX, span: None, ahead: None, ahead_done: false, pass_over: None, probe: false }
+    }
+
+    /// The mapping of segment `seg_id` and the offset below which its bytes
+    /// are all on disk, with no write buffer holding any of them (so no
+    /// write will touch them again): what an iterator may read from the
+    /// file.
+    fn disk_region(&self, seg_id: u32) -> Option<(Arc<Mapped>, u64)> {
+        let inner = &self.0;
+        let seg = inner.segs.borrow().get(seg_id).cloned()?;
+        let w = inner.w.borrow();
+        let mut end = seg.end.get();
+        if let Some(w) = w.as_ref() {
+            if w.seg.id == seg_id {
+                end = w.pos;
+            }
+            for b in w.pending.iter().chain(std::iter::once(&w.open)) {
+                if b.seg.id == seg_id {
+                    end = end.min(b.start);
+                }
+            }
+        }
+        Some((seg.map.clone(), end))
     }
 
     /// Damaged regions found so far (recovery and reads). A damaged key
@@ -1806,11 +1837,21 @@ fn wake_flusher(inner: &Inner) {
 }
 
 /// Position of an LSN iterator: a record offset in a segment.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct IterPos {
     seg: u32,
     off: u64,
 }
+
+/// Bytes an iterator reads from disk at once when the records it walks are
+/// on disk (see [`LsnIter::fill`]); it holds at most two such spans (the
+/// one it reads from and the next, read ahead), plus one span as long as a
+/// record that is larger.
+pub const ITER_SPAN_BYTES: usize = 1 << 20;
+/// Span size while most of what the spans hold is bodies of records the
+/// iterator passes over (`LsnIter::pass_over`): enough for the records
+/// between two big ones, without reading the big ones.
+pub const ITER_PROBE_BYTES: usize = 64 << 10;
 
 /// Iterates records with LSN greater than a starting point. Holds no borrow
 /// of the partition between calls, so it survives appends and compactions
@@ -1819,6 +1860,34 @@ pub struct LsnIter {
     after: Lsn,
     pos: Option<IterPos>,
     generation: u64,
+    /// The span of a segment file read from disk that records are handed
+    /// out from, and the next one, being read ahead.
+    span: Option<Rc<DiskSpan>>,
+    ahead: Option<Ahead>,
+    /// The read after `span` was looked at (started, or nothing to read).
+    ahead_done: bool,
+    /// Records of this kind are consumed without being handed out, and
+    /// without reading more of them than their header.
+    pass_over: Option<Kind>,
+    /// The last span was mostly bodies passed over: read small spans.
+    probe: bool,
+}
+
+/// A span read started ahead of need.
+struct Ahead {
+    seg: u32,
+    start: u64,
+    len: usize,
+    read: glommio::Task<Result<glommio::io::ReadResult>>,
+}
+
+/// Whether a span holds the record at an offset.
+enum Cover {
+    Whole,
+    /// The header is there but the record ends this many bytes after the
+    /// offset, past the span.
+    Short(usize),
+    No,
 }
 
 impl LsnIter {
@@ -1831,6 +1900,159 @@ impl LsnIter {
     pub fn reset(&mut self, lsn: Lsn) {
         self.after = lsn;
         self.pos = None;
+    }
+
+    /// Consumes records of `kind` without handing them out or reading
+    /// their bodies (the realtime source sends blocks along with their
+    /// manifests, not where they sit in the log).
+    pub fn pass_over(&mut self, kind: Kind) {
+        self.pass_over = Some(kind);
+    }
+
+    /// Whether `span` holds the record at `off`; a record of the `pass`
+    /// kind needs only its header there.
+    fn covers(span: &DiskSpan, seg: u32, off: u64, pass: Option<Kind>) -> Cover {
+        if span.seg != seg || off < span.start || off >= span.end() {
+            return Cover::No;
+        }
+        let rel = (off - span.start) as usize;
+        match Header::parse(&span.buf[rel..]) {
+            Ok(h) if rel + h.len as usize <= span.buf.len() || Some(h.kind) == pass => Cover::Whole,
+            Ok(h) => Cover::Short(h.padded_len()),
+            // (a header cut by the span's end, or damage: the mapping path
+            // sorts it out or reports it)
+            Err(_) => Cover::Short(HEADER_BYTES),
+        }
+    }
+
+    /// Makes the next record readable from memory when it is on disk, with
+    /// big O_DIRECT reads through `cold` instead of page faults on the
+    /// mapping (which would stall the executor on the disk one read-around
+    /// window at a time), and starts reading the span after it. Call before
+    /// `next_upto` when walking a backlog; without it the iterator reads
+    /// through the mapping. Records still in write buffers need nothing.
+    pub async fn fill(&mut self, p: &Partition, cold: &ColdReader) -> Result<()> {
+        if self.after >= p.head_lsn() {
+            return Ok(());
+        }
+        if self.pos.is_none() || p.0.segs.borrow().generation != self.generation {
+            self.seek(p);
+        }
+        let Some(pos) = self.pos else { return Ok(()) };
+        let Some((map, disk_end)) = p.disk_region(pos.seg) else {
+            self.span = None;
+            self.ahead = None;
+            return Ok(());
+        };
+        if pos.off >= disk_end {
+            // In the write buffers (or past the end): nothing to read.
+            self.span = None;
+            self.ahead = None;
+            return Ok(());
+        }
+        // Read limit: whole pages up to the end of what is on disk (the
+        // last page of a sealed segment is complete; in the active one
+        // `disk_end` is a page boundary).
+        let read_end = page_ceil(disk_end);
+        for _ in 0..3 {
+            let need = match self.span.as_deref().map(|sp| Self::covers(sp, pos.seg, pos.off, self.pass_over)).unwrap_or(Cover::No) {
+                Cover::Whole => {
+                    self.read_ahead(cold, &map, read_end).await?;
+                    return Ok(());
+                }
+                Cover::Short(n) => n,
+                Cover::No => 0,
+            };
+            if let Some(a) = self.ahead.take() {
+                if a.seg == pos.seg && a.start <= pos.off && pos.off < a.start + a.len as u64 {
+                    let buf = a.read.await?;
+                    self.span = Some(Rc::new(DiskSpan { seg: a.seg, start: a.start, buf }));
+                    self.ahead_done = false;
+                    continue;
+                }
+            }
+            let start = page_floor(pos.off);
+            let len = self.span_len().max(page_ceil(pos.off - start + need as u64) as usize).min((read_end - start) as usize);
+            let buf = cold.read_span(&map, start, len).await?.await?;
+            self.span = Some(Rc::new(DiskSpan { seg: pos.seg, start, buf }));
+            self.ahead_done = false;
+        }
+        // Still not whole (a damaged header): `next_upto` reads through the
+        // mapping and reports what it finds.
+        Ok(())
+    }
+
+    /// Starts reading the span after the current one, from the page of the
+    /// first record that the current one does not hold whole.
+    async fn read_ahead(&mut self, cold: &ColdReader, map: &Arc<Mapped>, read_end: u64) -> Result<()> {
+        let Some(span) = self.span.clone() else { return Ok(()) };
+        if self.ahead_done {
+            return Ok(());
+        }
+        self.ahead_done = true;
+        if span.end() >= read_end {
+            return Ok(());
+        }
+        let pos = self.pos.expect("a span is read only at a position");
+        let mut off = pos.off;
+        let mut next_need = 0usize;
+        let mut passed = 0u64;
+        loop {
+            match Self::covers(&span, span.seg, off, self.pass_over) {
+                Cover::Whole => {
+                    let h = Header::parse(&span.buf[(off - span.start) as usize..]).expect("covered");
+                    let next = off + h.padded_len() as u64;
+                    if Some(h.kind) == self.pass_over {
+                        passed += next.min(span.end()) - off;
+                    }
+                    off = next;
+                }
+                Cover::Short(n) => {
+                    next_need = n;
+                    break;
+                }
+                Cover::No => break,
+            }
+        }
+        // Spans made mostly of bodies passed over are followed by small ones.
+        self.probe = passed * 2 > span.buf.len() as u64;
+        if off >= read_end {
+            return Ok(());
+        }
+        let start = page_floor(off);
+        let len = self.span_len().max(page_ceil(off - start + next_need as u64) as usize).min((read_end - start) as usize);
+        let read = cold.read_span(map, start, len).await?;
+        self.ahead = Some(Ahead { seg: span.seg, start, len, read });
+        Ok(())
+    }
+
+    fn span_len(&self) -> usize {
+        if self.probe {
+            ITER_PROBE_BYTES
+        } else {
+            ITER_SPAN_BYTES
+        }
+    }
+
+    /// The header of the record at `pos`, when the span read from disk
+    /// holds it.
+    fn span_header(&self, pos: IterPos) -> Option<Header> {
+        let span = self.span.as_ref()?;
+        if span.seg != pos.seg || pos.off < span.start || pos.off >= span.end() {
+            return None;
+        }
+        Header::parse(&span.buf[(pos.off - span.start) as usize..]).ok()
+    }
+
+    /// The record at `pos` from the span read from disk, if it holds it.
+    fn span_view(&self, pos: IterPos) -> Option<RecordView> {
+        let span = self.span.as_ref()?;
+        if !matches!(Self::covers(span, pos.seg, pos.off, None), Cover::Whole) {
+            return None;
+        }
+        let rel = (pos.off - span.start) as usize;
+        let header = Header::parse(&span.buf[rel..]).ok()?;
+        Some(RecordView { backing: Backing::Disk(span.clone()), off: rel, header, seg: pos.seg, file_off: pos.off })
     }
 
     fn seek(&mut self, p: &Partition) {
@@ -1849,15 +2071,50 @@ impl LsnIter {
     /// LSN: realtime ships only records that survive a crash of this
     /// process, so an LSN is never handed out twice to a sink).
     pub fn next_upto(&mut self, p: &Partition, limit: Lsn) -> Option<Result<RecordView>> {
+        match self.step(p, limit, true) {
+            Next::Record(r) => Some(r),
+            Next::End | Next::OnDisk => None,
+        }
+    }
+
+    /// Like [`next_upto`](Self::next_upto), but records on disk are read in
+    /// big O_DIRECT spans through `cold`, ahead of need (see
+    /// [`fill`](Self::fill)), instead of through the mapping: the executor
+    /// never waits on a page fault, and the disk reads while the records
+    /// already read are used. For walking a backlog.
+    pub async fn next_read(&mut self, p: &Partition, limit: Lsn, cold: &ColdReader) -> Option<Result<RecordView>> {
+        let mut filled_at: Option<IterPos> = None;
+        loop {
+            // Through the mapping only if a fill at this very position did
+            // not make the record readable (damage: the mapping path
+            // reports it).
+            let may_fault = filled_at.is_some() && filled_at == self.pos;
+            match self.step(p, limit, may_fault) {
+                Next::Record(r) => return Some(r),
+                Next::End => return None,
+                Next::OnDisk => {
+                    if let Err(e) = self.fill(p, cold).await {
+                        log::warn!("partition {}: reading the log ahead: {e}; reading through the mapping instead", p.0.id);
+                    }
+                    filled_at = self.pos;
+                }
+            }
+        }
+    }
+
+    /// One step of the iteration. Without `may_fault`, a record that is
+    /// neither in memory nor in the span read from disk is not read: the
+    /// step answers `OnDisk` with the position on it.
+    fn step(&mut self, p: &Partition, limit: Lsn, may_fault: bool) -> Next {
         let limit = limit.min(p.head_lsn());
         loop {
             if self.after >= limit {
-                return None;
+                return Next::End;
             }
             if self.pos.is_none() || p.0.segs.borrow().generation != self.generation {
                 self.seek(p);
             }
-            let pos = self.pos?;
+            let Some(pos) = self.pos else { return Next::End };
             let (end, next_seg) = {
                 let segs = p.0.segs.borrow();
                 let Some(seg) = segs.get(pos.seg) else {
@@ -1876,15 +2133,34 @@ impl LsnIter {
                         self.pos = Some(IterPos { seg: n, off: SEGMENT_HEADER_BYTES });
                         continue;
                     }
-                    None => return None,
+                    None => return Next::End,
                 }
             }
-            let view = match p.view_at(pos.seg, pos.off, false) {
+            if let (Some(kind), Some(h)) = (self.pass_over, self.span_header(pos)) {
+                if h.kind == kind {
+                    // Passed over on its header alone.
+                    if h.lsn > limit {
+                        return Next::End;
+                    }
+                    self.pos = Some(IterPos { seg: pos.seg, off: pos.off + h.padded_len() as u64 });
+                    self.after = self.after.max(h.lsn);
+                    continue;
+                }
+            }
+            let got = match self.span_view(pos) {
+                Some(v) => Ok(v),
+                None if may_fault => p.view_at(pos.seg, pos.off, false),
+                None => match p.buffered_view(pos.seg, pos.off) {
+                    Some(v) => v,
+                    None => return Next::OnDisk,
+                },
+            };
+            let view = match got {
                 Ok(v) => v,
                 Err(e) => {
                     // Skip past damage: find the next segment.
                     self.pos = next_seg.map(|n| IterPos { seg: n, off: SEGMENT_HEADER_BYTES });
-                    return Some(Err(e));
+                    return Next::Record(Err(e));
                 }
             };
             self.pos = Some(IterPos { seg: pos.seg, off: pos.off + view.header.padded_len() as u64 });
@@ -1894,23 +2170,43 @@ impl LsnIter {
             if view.header.lsn > limit {
                 // Not yet: come back to this record later.
                 self.pos = Some(pos);
-                return None;
+                return Next::End;
             }
-            if view.header.kind.is_internal() {
-                // Seals and pads are consumed (the position moves past them)
-                // but never handed out.
+            if view.header.kind.is_internal() || Some(view.header.kind) == self.pass_over {
+                // Seals and pads (and the kind passed over) are consumed (the
+                // position moves past them) but never handed out.
                 self.after = view.header.lsn;
                 continue;
             }
             self.after = view.header.lsn;
-            return Some(Ok(view));
+            return Next::Record(Ok(view));
         }
     }
+}
+
+/// What one iterator step found.
+enum Next {
+    Record(Result<RecordView>),
+    /// Caught up (with the head or the limit), for now.
+    End,
+    /// The next record is on disk and not read yet.
+    OnDisk,
 }
 
 /// Whether a record returned by an iterator is still the key's current one.
 impl Partition {
     pub fn is_current(&self, v: &RecordView) -> bool {
+        // A segment none of whose records was ever superseded or removed
+        // holds only current records: no index lookup (a cache miss or
+        // more per record) needed.
+        if !v.header.kind.is_internal() && v.header.kind != Kind::Expunge {
+            if let Some(s) = self.0.segs.borrow().get(v.seg) {
+                if s.stale_records.get() == 0 {
+                    debug_assert!(self.get(v.key()).map(|e| e.seg == v.seg && e.off == v.file_off).unwrap_or(false), "a record of a segment with no stale records is current");
+                    return true;
+                }
+            }
+        }
         match self.get(v.key()) {
             Some(e) => e.seg == v.seg && e.off == v.file_off,
             None => false,

@@ -146,6 +146,10 @@ pub(crate) struct Segment {
     /// Bytes of records in the file, and how many of them are superseded.
     pub total_bytes: Cell<u64>,
     pub dead_bytes: Cell<u64>,
+    /// Records here that are not their key's current record (superseded,
+    /// removed, or markers that never are). While it is 0, every keyed
+    /// record of the segment is current without asking the index.
+    pub stale_records: Cell<u64>,
     pub markers: Cell<u64>,
     pub sealed: Cell<bool>,
     /// Sparse (lsn, offset) marks, one per MARK_INTERVAL_BYTES.
@@ -166,6 +170,7 @@ impl Segment {
             last_lsn: Cell::new(0),
             total_bytes: Cell::new(0),
             dead_bytes: Cell::new(0),
+            stale_records: Cell::new(0),
             markers: Cell::new(0),
             sealed: Cell::new(false),
             marks: RefCell::new(Vec::new()),
@@ -236,6 +241,23 @@ impl Segment {
 pub(crate) enum Backing {
     Buf(Rc<WBuf>),
     Map(Arc<Mapped>),
+    /// A span of the segment file read from disk by an iterator
+    /// (`LsnIter::fill`); `off` is relative to the span.
+    Disk(Rc<DiskSpan>),
+}
+
+/// Bytes `[start, start + buf.len())` of a segment file, read with one
+/// O_DIRECT io_uring read.
+pub(crate) struct DiskSpan {
+    pub seg: u32,
+    pub start: u64,
+    pub buf: glommio::io::ReadResult,
+}
+
+impl DiskSpan {
+    pub fn end(&self) -> u64 {
+        self.start + self.buf.len() as u64
+    }
 }
 
 /// A record read from the log without copying it: it points into the
@@ -255,6 +277,7 @@ impl RecordView {
         match &self.backing {
             Backing::Map(m) => &m[self.off..self.off + len],
             Backing::Buf(b) => b.slice(self.off, len),
+            Backing::Disk(d) => &d.buf[self.off..self.off + len],
         }
     }
 
@@ -274,8 +297,14 @@ impl RecordView {
         self.header.lsn
     }
 
+    /// Id of the segment holding the record (as in the index's `Entry::seg`).
+    pub fn seg_id(&self) -> u32 {
+        self.seg
+    }
+
     /// True when the record is served from a sealed or flushed region of a
-    /// segment file (the mmap), false when it is still in a write buffer.
+    /// segment file through the mmap; false when it is still in a write
+    /// buffer or was read from disk into memory by an iterator.
     pub fn is_mapped(&self) -> bool {
         matches!(self.backing, Backing::Map(_))
     }
@@ -286,7 +315,7 @@ impl RecordView {
         use std::os::unix::io::AsRawFd;
         match &self.backing {
             Backing::Map(m) => Some((m.file.as_raw_fd(), self.off as u64)),
-            Backing::Buf(_) => None,
+            Backing::Buf(_) | Backing::Disk(_) => None,
         }
     }
 
@@ -295,8 +324,8 @@ impl RecordView {
     pub fn into_send(self) -> SendRecord {
         match self.backing {
             Backing::Map(m) => SendRecord { header: self.header, inner: SendInner::Map(m, self.off) },
-            Backing::Buf(ref b) => {
-                let v = b.slice(self.off, self.header.len as usize).to_vec();
+            Backing::Buf(_) | Backing::Disk(_) => {
+                let v = self.bytes().to_vec();
                 SendRecord { header: self.header, inner: SendInner::Owned(v) }
             }
         }

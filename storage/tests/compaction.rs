@@ -237,3 +237,76 @@ fn hash_tree_is_order_independent_and_survives_restarts() {
         a.close().await.unwrap();
     });
 }
+
+/// `is_current` answers without the index for segments none of whose
+/// records went stale; check it against the index under overwrites,
+/// tombstones, expunges, compactions and restarts (from hints and scans).
+#[test]
+fn is_current_agrees_with_the_index_through_overwrites_expunges_compactions_and_restarts() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let check = |p: &Partition, what: &str| {
+            let mut it = p.iter_after(0);
+            let (mut current, mut stale) = (0, 0);
+            while let Some(r) = it.next(p) {
+                let r = r.unwrap();
+                let want = match r.header.kind {
+                    Kind::Expunge => false,
+                    _ => p.get(r.key()).map(|e| e.seg == r.seg_id() && e.off == r.file_off).unwrap_or(false),
+                };
+                assert_eq!(p.is_current(&r), want, "{what}: record at lsn {} ({:?}, key {:?})", r.lsn(), r.header.kind, String::from_utf8_lossy(r.key()));
+                if want {
+                    current += 1;
+                } else {
+                    stale += 1;
+                }
+            }
+            (current, stale)
+        };
+        let expunge = |p: Partition, key: Vec<u8>, v: u64| async move {
+            let r = WriteRecord { kind: Kind::Expunge, flags: 0, key: &key, meta: b"", value: &[], version: ver(v), vhash: 0 };
+            p.append(&r, PutMode::Always).await.unwrap();
+        };
+        {
+            let p = Partition::open(dir.path(), 0, small_cfg()).await.unwrap();
+            // Segments of fresh keys only: every record current.
+            for i in 0..600u64 {
+                put(&p, format!("k{i}").as_bytes(), 1, &value_for(i, 1, 2000)).await;
+            }
+            let (cur, stale) = check(&p, "fresh keys");
+            assert_eq!((cur, stale), (600, 0));
+            // Overwrites of early keys land in later segments; tombstones
+            // and expunges of others.
+            for i in (0..600u64).step_by(5) {
+                put(&p, format!("k{i}").as_bytes(), 2, &value_for(i, 2, 1500)).await;
+            }
+            for i in (1..600u64).step_by(7) {
+                tombstone(&p, format!("k{i}").as_bytes(), 3).await;
+            }
+            for i in (2..600u64).step_by(11) {
+                expunge(p.clone(), format!("k{i}").into_bytes(), 4).await;
+            }
+            let (cur, stale) = check(&p, "after overwrites");
+            assert!(cur > 0 && stale > 0, "the workload must leave both kinds ({cur} current, {stale} stale)");
+            while p.compact().await.unwrap().is_some() {}
+            check(&p, "after compaction");
+            for i in (3..600u64).step_by(13) {
+                put(&p, format!("k{i}").as_bytes(), 5, &value_for(i, 5, 900)).await;
+            }
+            check(&p, "after writes over compacted segments");
+            p.close().await.unwrap();
+        }
+        let p = Partition::open(dir.path(), 0, small_cfg()).await.unwrap();
+        check(&p, "after a restart from hints");
+        p.close().await.unwrap();
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let e = e.unwrap();
+            if e.path().extension().map(|x| x == "hint").unwrap_or(false) {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        let p = Partition::open(dir.path(), 0, small_cfg()).await.unwrap();
+        check(&p, "after a restart from a scan");
+        p.close().await.unwrap();
+    });
+}

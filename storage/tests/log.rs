@@ -313,3 +313,81 @@ fn cursor_moves_are_written_in_the_background_at_most_once_per_interval() {
         p.close().await.unwrap();
     });
 }
+
+/// `next_read` (spans read from disk through a ColdReader) hands out exactly
+/// what `next_upto` (the mapping) does, from sealed segments, the active one
+/// and the write buffers; with `pass_over(Block)` it skips the blocks and
+/// reads little more than the records it hands out.
+#[test]
+fn reading_ahead_from_disk_matches_the_mapping_and_passes_over_blocks() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = PartitionConfig { segment_bytes: 4 << 20, ..small_cfg() };
+        let small = |p: Partition, i: u64| async move {
+            let key = format!("m{i}");
+            let v = value_for(i, 7, 300 + (i as usize % 5) * 200);
+            let r = WriteRecord { kind: Kind::Manifest, flags: FLAG_REPLICATE, key: key.as_bytes(), meta: b"", value: &[&v], version: ver(1), vhash: 1 };
+            p.append(&r, PutMode::Always).await.unwrap();
+        };
+        {
+            let p = Partition::open(dir.path(), 0, cfg.clone()).await.unwrap();
+            for i in 0..120u64 {
+                // A block of 200 KiB, then a few small records.
+                put(&p, format!("b{i}").as_bytes(), 1, &value_for(i, 1, 200 << 10)).await;
+                for j in 0..3 {
+                    small(p.clone(), i * 3 + j).await;
+                }
+            }
+            assert!(p.stats().segments >= 4, "the log must span several segments");
+            p.close().await.unwrap();
+        }
+        let p = Partition::open(dir.path(), 0, cfg).await.unwrap();
+        // More records after the restart: in write buffers, or written and
+        // released from them, in the active segment.
+        for i in 360..400u64 {
+            small(p.clone(), i).await;
+        }
+        let sig = |r: &RecordView| (r.lsn(), r.header.kind, r.key().to_vec(), xxhash_rust::xxh3::xxh3_64(r.bytes()));
+        let mut want = Vec::new();
+        let mut it = p.iter_after(0);
+        while let Some(r) = it.next_upto(&p, u64::MAX) {
+            want.push(sig(&r.unwrap()));
+        }
+        assert_eq!(want.len(), 120 + 400);
+        let total_bytes: u64 = p.stats().segments as u64 * (4 << 20);
+
+        let cold = ColdReader::new();
+        let mut got = Vec::new();
+        let mut it = p.iter_after(0);
+        while let Some(r) = it.next_read(&p, u64::MAX, &cold).await {
+            got.push(sig(&r.unwrap()));
+        }
+        assert_eq!(got, want, "next_read and next_upto disagree");
+        let (reads, bytes) = cold.read_counts();
+        assert!(reads > 0, "nothing was read from disk");
+
+        let cold = ColdReader::new();
+        let mut got = Vec::new();
+        let mut it = p.iter_after(0);
+        it.pass_over(Kind::Block);
+        while let Some(r) = it.next_read(&p, u64::MAX, &cold).await {
+            got.push(sig(&r.unwrap()));
+        }
+        let no_blocks: Vec<_> = want.iter().filter(|w| w.1 != Kind::Block).cloned().collect();
+        assert_eq!(got, no_blocks, "pass_over(Block) must hand out everything else, in order");
+        let (_, passed_bytes) = cold.read_counts();
+        let blocks_bytes = 120u64 * (200 << 10);
+        println!("read ahead: {reads} reads, {bytes} bytes; passing over blocks: {passed_bytes} bytes (blocks: {blocks_bytes})");
+        assert!(passed_bytes < blocks_bytes / 2, "passing over blocks read {passed_bytes} bytes (all reads without: {bytes}; blocks hold {blocks_bytes}; log {total_bytes})");
+
+        // Resuming from the middle gives the tail.
+        let mid = want[want.len() / 2].0;
+        let mut it = p.iter_after(mid);
+        let mut tail = Vec::new();
+        while let Some(r) = it.next_read(&p, u64::MAX, &cold).await {
+            tail.push(sig(&r.unwrap()));
+        }
+        assert_eq!(tail, want[want.len() / 2 + 1..].to_vec());
+        p.close().await.unwrap();
+    });
+}

@@ -7,6 +7,7 @@
 //! its blocks. Every applied record gets this cluster added to its routing
 //! list; a record that already passed through here is dropped (no loops).
 
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -124,58 +125,92 @@ pub async fn apply_records_unsettled(
 ) -> Result<(Applied, Unsettled), String> {
     let me = c.node.cluster_id;
     let mut stats = Applied::default();
-    let mut local_waits: Unsettled = Vec::new();
-    let mut blocks: Vec<BlockTask> = Vec::new();
-    for (off, h) in recs {
-        let bytes = &payload[off..off + h.len as usize];
-        let mut routed = decode_routed(&bytes[h.meta_range()]);
-        if routed.contains(&me) {
-            // Realtime: a record that passed through here already is a loop.
-            // Fullsync (repair): it is this cluster's own record coming back
-            // to repair a lost or damaged copy.
-            if !repair {
-                continue;
+    // The routing list each record is stored with (this cluster added), or
+    // None for a record that is dropped.
+    let routes: Vec<Option<Vec<u64>>> = recs
+        .iter()
+        .map(|&(off, h)| {
+            let bytes = &payload[off..off + h.len as usize];
+            let mut routed = decode_routed(&bytes[h.meta_range()]);
+            if routed.contains(&me) {
+                // Realtime: a record that passed through here already is a
+                // loop. Fullsync (repair): it is this cluster's own record
+                // coming back to repair a lost or damaged copy.
+                return repair.then_some(routed);
             }
-        } else {
             if routed.len() >= MAX_ROUTED_CLUSTERS {
                 log::warn!("dropping a record from cluster {source:016x} that passed through {} clusters already", routed.len());
-                continue;
+                return None;
             }
             routed.push(me);
-        }
-        c.node.hlc.observe(h.version.hlc);
-        if h.kind == Kind::Block {
-            stats.records += 1;
-            stats.bytes += h.len as u64;
-            // Blocks go to their own cores, in parallel, durable before the
-            // manifest that follows them is written.
-            let (c2, pl) = (c.clone(), payload.clone());
-            blocks.push(glommio::spawn_local(async move { apply_on_owner(&c2, pl, off, h, routed, repair, true).await }));
+            Some(routed)
+        })
+        .collect();
+    // Every block of the batch starts at once, each on its own core; a
+    // manifest (or any other record) is written only once the blocks that
+    // came before it in the batch are durable.
+    let mut blocks: VecDeque<(usize, BlockTask)> = VecDeque::new();
+    for (i, (&(off, h), routed)) in recs.iter().zip(&routes).enumerate() {
+        let Some(routed) = routed else { continue };
+        if h.kind != Kind::Block {
             continue;
         }
+        c.node.hlc.observe(h.version.hlc);
+        stats.records += 1;
+        stats.bytes += h.len as u64;
+        let (c2, pl, routed) = (c.clone(), payload.clone(), routed.clone());
+        blocks.push_back((i, glommio::spawn_local(async move { apply_on_owner(&c2, pl, off, h, routed, repair, true).await })));
+    }
+    let mut local_waits: Unsettled = Vec::new();
+    let mut failed: Option<String> = None;
+    for (i, (&(off, h), routed)) in recs.iter().zip(routes).enumerate() {
+        let Some(routed) = routed else { continue };
+        if h.kind == Kind::Block {
+            continue;
+        }
+        c.node.hlc.observe(h.version.hlc);
         if skip_through.map(|s| h.lsn <= s).unwrap_or(false) {
             continue;
         }
+        while blocks.front().map(|b| b.0 < i).unwrap_or(false) {
+            if let Err(e) = blocks.pop_front().expect("checked").1.await {
+                failed = Some(e);
+                break;
+            }
+        }
+        if failed.is_some() {
+            break;
+        }
         stats.records += 1;
         stats.bytes += h.len as u64;
-        if !blocks.is_empty() {
-            settle_blocks(&mut blocks).await?;
-        }
+        let bytes = &payload[off..off + h.len as usize];
         let key = &bytes[h.key_range()];
         let p = partition_of(xxh3_64(&key[1..]), c.node.ring);
-        if c.node.owner(p) == c.id {
+        let res = if c.node.owner(p) == c.id {
             let value = &bytes[h.value_range()];
-            if let Some(lsn) = objects::apply_replicated(c, p, &h, key, &routed, value, repair).await.map_err(|e| e.message)? {
-                // LSNs only grow, so the last one per partition covers the rest.
-                match local_waits.iter_mut().find(|w| w.0 == p) {
-                    Some(w) => w.1 = lsn,
-                    None => local_waits.push((p, lsn)),
+            objects::apply_replicated(c, p, &h, key, &routed, value, repair).await.map_err(|e| e.message).map(|lsn| {
+                if let Some(lsn) = lsn {
+                    // LSNs only grow, so the last one per partition covers the rest.
+                    match local_waits.iter_mut().find(|w| w.0 == p) {
+                        Some(w) => w.1 = lsn,
+                        None => local_waits.push((p, lsn)),
+                    }
                 }
-            }
+            })
         } else {
-            apply_on_owner(c, payload.clone(), off, h, routed, repair, true).await?;
+            apply_on_owner(c, payload.clone(), off, h, routed, repair, true).await.map(|_| ())
+        };
+        if let Err(e) = res {
+            failed = Some(e);
+            break;
         }
     }
-    settle_blocks(&mut blocks).await?;
-    Ok((stats, local_waits))
+    // Block writes in flight are waited for even after a failure (see
+    // settle_blocks).
+    let mut rest: Vec<BlockTask> = blocks.into_iter().map(|b| b.1).collect();
+    let settled = settle_blocks(&mut rest).await;
+    match failed {
+        Some(e) => Err(e),
+        None => settled.map(|()| (stats, local_waits)),
+    }
 }

@@ -133,6 +133,8 @@ async fn run_source_conn(c: &Rc<Core>, sink: u64, target: usize, stop: Rc<Cell<b
 enum Item {
     Local(RecordView),
     Remote(SendRecord),
+    /// Read from disk by this core (a block that was not in memory).
+    Read(storage::ColdRecord),
 }
 
 impl Item {
@@ -140,6 +142,7 @@ impl Item {
         match self {
             Item::Local(v) => v.bytes(),
             Item::Remote(r) => r.bytes(),
+            Item::Read(r) => r.bytes(),
         }
     }
 
@@ -147,6 +150,7 @@ impl Item {
         match self {
             Item::Local(v) => v.file_region(),
             Item::Remote(r) => r.file_region(),
+            Item::Read(_) => None,
         }
     }
 
@@ -159,12 +163,35 @@ impl Item {
     }
 }
 
+/// Block reads a source connection keeps in flight ahead of the batch
+/// being built (each up to a block, 1 MiB by default).
+const BLOCK_READS_AHEAD: usize = 4;
+
 /// A manifest whose blocks are being sent ahead of it.
 struct PendingManifest {
     view: RecordView,
     lsn: u64,
+    /// Blocks not asked for yet, in order.
     blocks: VecDeque<Vec<u8>>,
+    /// Blocks being read, in order (at most BLOCK_READS_AHEAD).
+    reads: VecDeque<glommio::Task<Option<Item>>>,
     sent_blocks: u32,
+}
+
+impl PendingManifest {
+    /// Keeps BLOCK_READS_AHEAD reads in flight, so the disk works on the
+    /// next blocks while this one is sent.
+    fn read_ahead(&mut self, c: &Rc<Core>) {
+        while self.reads.len() < BLOCK_READS_AHEAD {
+            let Some(key) = self.blocks.pop_front() else { break };
+            let c = c.clone();
+            self.reads.push_back(glommio::spawn_local(async move { fetch_block(&c, key).await }));
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.blocks.is_empty() && self.reads.is_empty()
+    }
 }
 
 struct SourceSide<'a> {
@@ -226,7 +253,15 @@ async fn stream_once(c: &Rc<Core>, sink: u64, target: usize, stop: &Rc<Cell<bool
         sink,
         cursor: cursor.clone(),
         machine: RealtimeSource::new(scfg, &starts, now_ms()),
-        iters: starts.iter().map(|&(p, cur)| (p, c.part(p).iter_after(cur))).collect(),
+        iters: starts
+            .iter()
+            .map(|&(p, cur)| {
+                let mut it = c.part(p).iter_after(cur);
+                // Blocks go out ahead of their manifests, never from here.
+                it.pass_over(Kind::Block);
+                (p, it)
+            })
+            .collect(),
         pending: BTreeMap::new(),
         unacked: BTreeMap::new(),
     };
@@ -331,11 +366,15 @@ impl SourceSide<'_> {
         'outer: loop {
             // Blocks of a manifest in progress, then the manifest.
             if let Some(pm) = self.pending.get_mut(&p) {
-                while let Some(bk) = pm.blocks.front().cloned() {
+                pm.read_ahead(c);
+                while !pm.done() {
                     if full(&items, bytes) {
                         break 'outer;
                     }
-                    match fetch_block(c, bk).await {
+                    let read = pm.reads.pop_front().expect("reads are topped up while blocks remain");
+                    let got = read.await;
+                    pm.read_ahead(c);
+                    match got {
                         Some(item) => {
                             bytes += storage::record::align_up(item.bytes().len());
                             items.push(item);
@@ -357,7 +396,6 @@ impl SourceSide<'_> {
                             pm.lsn
                         ),
                     }
-                    pm.blocks.pop_front();
                 }
                 let pm = self.pending.remove(&p).unwrap();
                 bytes += pm.view.header.padded_len();
@@ -370,7 +408,8 @@ impl SourceSide<'_> {
             // Only records already written to disk go out: a record this
             // process could still lose in a crash must not reach a sink.
             let written = part.written_lsn();
-            let Some(next) = self.iters.get_mut(&p).unwrap().next_upto(&part, written) else {
+            // (a backlog on disk is read in big O_DIRECT spans, ahead of need)
+            let Some(next) = self.iters.get_mut(&p).unwrap().next_read(&part, written, &c.cold).await else {
                 // Caught up; the position may have moved past records the
                 // iterator consumed without handing out (seals, pads).
                 if self.pending.get(&p).is_none() {
@@ -396,11 +435,13 @@ impl SourceSide<'_> {
                 upto = lsn;
                 continue;
             }
-            if h.kind == Kind::Manifest && cfg.realtime_blocks {
+            // (names_blocks reads the archive in place: most manifests are
+            // of inline objects and need no full decode)
+            if h.kind == Kind::Manifest && cfg.realtime_blocks && Manifest::names_blocks(view.value()) {
                 if let Ok(m) = Manifest::decode(view.value()) {
                     if !m.parts.is_empty() {
                         let blocks: VecDeque<Vec<u8>> = m.block_keys().into_iter().map(|(k, _)| k).collect();
-                        self.pending.insert(p, PendingManifest { view, lsn, blocks, sent_blocks: 0 });
+                        self.pending.insert(p, PendingManifest { view, lsn, blocks, reads: VecDeque::new(), sent_blocks: 0 });
                         continue;
                     }
                 }
@@ -433,15 +474,19 @@ impl SourceSide<'_> {
     }
 }
 
-/// Reads a block for sending, from this core or the one that owns it.
+/// Reads a block for sending, whichever core owns it: from memory or the
+/// page cache when it is there, else read from disk by this core with
+/// io_uring (no page faults on either executor). Checked against its crc.
 async fn fetch_block(c: &Rc<Core>, key: Vec<u8>) -> Option<Item> {
-    let p = crate::model::block_partition(&key, c.node.ring);
-    if c.node.owner(p) == c.id {
-        return c.part(p).read(&key, false).ok().flatten().filter(|r| r.header.kind == Kind::Block).map(Item::Local);
+    match crate::objects::read_block_local(c, key).await {
+        Ok(Some(crate::objects::BlockData::Mapped(r))) => Some(Item::Remote(r)),
+        Ok(Some(crate::objects::BlockData::Read(r))) => Some(Item::Read(r)),
+        Ok(None) => None,
+        Err(e) => {
+            log::warn!("reading a block for realtime: {}", e.message);
+            None
+        }
     }
-    c.on_partition(p, move |cc| Box::pin(async move { cc.part(p).read(&key, false).ok().flatten().filter(|r| r.header.kind == Kind::Block).map(|r| r.into_send()) }))
-        .await
-        .map(Item::Remote)
 }
 
 // -------------------------------------------------------------------- sink
