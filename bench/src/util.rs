@@ -66,6 +66,9 @@ pub fn opts(name: &str, cores: usize, extra: &str) -> ClusterOpts {
     // (e.g. "window_bytes = 268435456").
     let more = std::env::var("BENCH_REPL_EXTRA").map(|v| v.replace("\\n", "\n") + "\n").unwrap_or_default();
     o.extra = format!("{more}{extra}");
+    // BENCH_SET: `section.key=value` overrides for every node, space
+    // separated (e.g. "storage.io_memory_bytes=67108864").
+    o.sets = std::env::var("BENCH_SET").map(|v| v.split_whitespace().map(String::from).collect()).unwrap_or_default();
     o
 }
 

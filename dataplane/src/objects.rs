@@ -1116,21 +1116,23 @@ pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &
     let part = cc.part(p).clone();
     let meta = encode_meta(routed, key.len());
     let v = [value];
-    let mode = match (repair, part.get(key)) {
-        (true, Some(e)) if e.version == h.version && e.vhash != h.vhash => PutMode::Always,
+    // (only a repair looks at what is there first: realtime's IfNewer does
+    // its own lookup)
+    let mode = match repair.then(|| part.get(key)).flatten() {
+        Some(e) if e.version == h.version && e.vhash != h.vhash => PutMode::Always,
         _ => PutMode::IfNewer,
     };
     let out = part.append(&rec(h.kind, h.flags, key, &meta, &v, h.version, h.vhash), mode).await.map_err(storage_err)?;
     let is_object = key.first() == Some(&NS_MANIFEST);
-    let ids = if is_object { split_object_id(&key[1..]).map(|(b, k)| (b.to_string(), k.to_string())) } else { None };
+    let ids = || if is_object { split_object_id(&key[1..]).map(|(b, k)| (b.to_string(), k.to_string())) } else { None };
     match out {
         AppendOutcome::Applied { lsn, replaced } => {
-            if let (Some((b, k)), Some(e)) = (&ids, replaced) {
+            if let (Some(e), Some((b, k))) = (replaced, replaced.and_then(|_| ids())) {
                 let old = part.read_entry(key, &e, false).ok().filter(|r| r.header.kind == Kind::Manifest).and_then(|r| Manifest::decode(r.value()).ok());
                 if let Some(old) = old {
                     let uids = uids_of(&old);
                     if !uids.is_empty() {
-                        after_replace(cc, p, b, k, Some(lsn), uids, Vec::new()).await;
+                        after_replace(cc, p, &b, &k, Some(lsn), uids, Vec::new()).await;
                     }
                 }
             }
@@ -1138,11 +1140,11 @@ pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &
         }
         AppendOutcome::Stale { .. } => {
             // A manifest that lost: the blocks that came with it are garbage.
-            if let (Some((b, k)), Kind::Manifest) = (&ids, h.kind) {
+            if let (Kind::Manifest, Some((b, k))) = (h.kind, ids()) {
                 if let Ok(m) = Manifest::decode(value) {
                     let uids = uids_of(&m);
                     if !uids.is_empty() {
-                        after_commit(cc, p, b, k, None, uids, Vec::new()).await;
+                        after_commit(cc, p, &b, &k, None, uids, Vec::new()).await;
                     }
                 }
             }
