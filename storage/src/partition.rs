@@ -60,6 +60,11 @@ const MIN_BUFFER_ROOM_BYTES: usize = 4096;
 pub const MIN_WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// Pause before retrying a write that failed for lack of space.
 const NO_SPACE_RETRY_MS: u64 = 500;
+/// How often an idle partition marked out of space looks whether space is back.
+const SPACE_RECHECK_MS: u64 = 2_000;
+/// A file made and removed at once to find out whether a segment fits on the
+/// disk again (ends in `.tmp`: a crash leaves nothing that opening keeps).
+const SPACE_PROBE_FILE: &str = "space-probe.tmp";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -291,6 +296,8 @@ pub(crate) struct Inner {
     cursors_dirty: Cell<bool>,
     /// When the flusher last started writing `cursors.dat`.
     cursors_saved_at: Cell<Instant>,
+    /// When a partition marked out of space last looked whether space is back.
+    space_checked_at: Cell<Instant>,
     /// A background cursor write is under way (started by the flusher).
     cursors_saving: Cell<bool>,
     /// One `cursors.dat` writer at a time (they share a temporary file).
@@ -432,6 +439,7 @@ impl Partition {
             cursors: RefCell::new(BTreeMap::new()),
             cursors_dirty: Cell::new(false),
             cursors_saved_at: Cell::new(Instant::now()),
+            space_checked_at: Cell::new(Instant::now()),
             cursors_saving: Cell::new(false),
             cursor_writer: glommio::sync::Semaphore::new(1),
             damage: RefCell::new(Vec::new()),
@@ -1234,6 +1242,39 @@ impl Partition {
         w.hint.push(off, &h, &[]);
         inner.unflushed.set(inner.unflushed.get() + pad);
         debug_assert_eq!(w.pos % PAGE_BYTES, 0);
+    }
+
+    /// Clears the out-of-space mark once space is back: by extending the
+    /// active segment a little further (which is what failed, or will be
+    /// needed next), or, with the segment wholly allocated, once a file as
+    /// big as the next segment can be allocated (a probe file, removed at
+    /// once).
+    async fn recheck_space(&self) {
+        let inner = &self.0;
+        let Some((have, cap)) = inner.w.borrow().as_ref().map(|w| (w.prealloc_end, w.seg.capacity)) else { return };
+        if have < cap {
+            // (clears the mark on success, keeps it on ENOSPC)
+            let _ = self.prealloc(have + 1).await;
+            return;
+        }
+        let probe = inner.dir.join(SPACE_PROBE_FILE);
+        let len = inner.cfg.segment_bytes;
+        let room = glommio::executor()
+            .spawn_blocking(move || -> std::io::Result<()> {
+                use std::os::fd::AsRawFd;
+                let f = std::fs::File::create(&probe)?;
+                // SAFETY: fallocate on a descriptor we own; no memory passed.
+                let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len as libc::off_t) };
+                let res = if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+                drop(f);
+                std::fs::remove_file(&probe)?;
+                res
+            })
+            .await;
+        if room.is_ok() && inner.no_space.borrow_mut().take().is_some() {
+            log::info!("partition {}: disk space available again", inner.id);
+            inner.progress.wake_all();
+        }
     }
 
     async fn prealloc(&self, upto: u64) -> Result<()> {
@@ -2267,6 +2308,18 @@ async fn flusher(inner: Rc<Inner>) {
             }
         });
         futures_lite::future::or(signal, glommio::timer::sleep(tick)).await;
+        // Marked out of space with everything written: nothing would clear
+        // the mark until the partition's next write needs the space, so look
+        // now and then (a status that says "out of space" after space is
+        // back misleads the operator).
+        if inner.no_space.borrow().is_some()
+            && !inner.closing.get()
+            && inner.written_lsn.get() == inner.next_lsn.get() - 1
+            && inner.space_checked_at.get().elapsed() >= Duration::from_millis(SPACE_RECHECK_MS)
+        {
+            inner.space_checked_at.set(Instant::now());
+            p.recheck_space().await;
+        }
         // Cursors move on every realtime ack; write them at most once per
         // CURSOR_PERSIST_INTERVAL_MS (a lost move only means a resend, which
         // the sink applies idempotently), in the background so that data

@@ -40,6 +40,38 @@ pub fn parse_payload(payload: &[u8], count: u32) -> Result<Vec<(usize, Header)>,
     Ok(out)
 }
 
+/// Why applying failed, and whether it was for lack of disk space (which
+/// the sink reports as such: the source then waits and retries).
+#[derive(Debug, Clone)]
+pub struct ApplyError {
+    pub no_space: bool,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<crate::s3::error::S3Error> for ApplyError {
+    fn from(e: crate::s3::error::S3Error) -> Self {
+        ApplyError { no_space: e.code == crate::s3::error::S3ErrorCode::InsufficientStorage, message: e.message }
+    }
+}
+
+impl From<storage::Error> for ApplyError {
+    fn from(e: storage::Error) -> Self {
+        ApplyError { no_space: matches!(e, storage::Error::NoSpace { .. }), message: e.to_string() }
+    }
+}
+
+impl From<ApplyError> for String {
+    fn from(e: ApplyError) -> String {
+        e.message
+    }
+}
+
 #[derive(Default, Debug, Clone, Copy)]
 pub struct Applied {
     pub records: u64,
@@ -47,19 +79,19 @@ pub struct Applied {
 }
 
 /// Applies one record on its owner core and, when `settle`, waits for it.
-async fn apply_on_owner(c: &Rc<Core>, payload: Arc<Vec<u8>>, off: usize, h: Header, routed: Vec<u64>, repair: bool, settle: bool) -> Result<Option<(u32, u64)>, String> {
+async fn apply_on_owner(c: &Rc<Core>, payload: Arc<Vec<u8>>, off: usize, h: Header, routed: Vec<u64>, repair: bool, settle: bool) -> Result<Option<(u32, u64)>, ApplyError> {
     let bytes = &payload[off..off + h.len as usize];
     let key = &bytes[h.key_range()];
     let p = partition_of(xxh3_64(&key[1..]), c.node.ring);
     let core = c.node.owner(p);
-    let run = move |cc: Rc<Core>| -> crate::runtime::LocalFuture<Result<Option<(u32, u64)>, String>> {
+    let run = move |cc: Rc<Core>| -> crate::runtime::LocalFuture<Result<Option<(u32, u64)>, ApplyError>> {
         Box::pin(async move {
             let bytes = &payload[off..off + h.len as usize];
             let key = &bytes[h.key_range()];
             let value = &bytes[h.value_range()];
-            let lsn = objects::apply_replicated(&cc, p, &h, key, &routed, value, repair).await.map_err(|e| e.message)?;
+            let lsn = objects::apply_replicated(&cc, p, &h, key, &routed, value, repair).await?;
             if let (Some(lsn), true) = (lsn, settle) {
-                objects::settle(cc.part(p), lsn).await.map_err(|e| e.to_string())?;
+                objects::settle(cc.part(p), lsn).await?;
             }
             Ok(lsn.map(|l| (p, l)))
         })
@@ -67,13 +99,13 @@ async fn apply_on_owner(c: &Rc<Core>, payload: Arc<Vec<u8>>, off: usize, h: Head
     c.call(core, run).await
 }
 
-type BlockTask = glommio::Task<Result<Option<(u32, u64)>, String>>;
+type BlockTask = glommio::Task<Result<Option<(u32, u64)>, ApplyError>>;
 
 /// Waits for every block write in flight, even after one has failed:
 /// dropping a task cancels it at whatever await it sits, and storage work
 /// cut short mid-way is not something to leave behind. Returns the first
 /// error.
-async fn settle_blocks(blocks: &mut Vec<BlockTask>) -> Result<(), String> {
+async fn settle_blocks(blocks: &mut Vec<BlockTask>) -> Result<(), ApplyError> {
     let mut first_err = None;
     for t in blocks.drain(..) {
         if let Err(e) = t.await {
@@ -93,7 +125,7 @@ pub async fn apply_records(
     recs: Vec<(usize, Header)>,
     skip_through: Option<u64>,
     repair: bool,
-) -> Result<Applied, String> {
+) -> Result<Applied, ApplyError> {
     let (stats, waits) = apply_records_unsettled(c, source, payload, recs, skip_through, repair).await?;
     settle_local(c, &waits).await?;
     Ok(stats)
@@ -101,9 +133,9 @@ pub async fn apply_records(
 
 /// Waits until the records `apply_records_unsettled` appended on this core
 /// are durable.
-pub async fn settle_local(c: &Rc<Core>, waits: &Unsettled) -> Result<(), String> {
+pub async fn settle_local(c: &Rc<Core>, waits: &Unsettled) -> Result<(), ApplyError> {
     for &(p, lsn) in waits {
-        objects::settle(c.part(p), lsn).await.map_err(|e| e.to_string())?;
+        objects::settle(c.part(p), lsn).await?;
     }
     Ok(())
 }
@@ -122,7 +154,7 @@ pub async fn apply_records_unsettled(
     recs: Vec<(usize, Header)>,
     skip_through: Option<u64>,
     repair: bool,
-) -> Result<(Applied, Unsettled), String> {
+) -> Result<(Applied, Unsettled), ApplyError> {
     let me = c.node.cluster_id;
     let mut stats = Applied::default();
     // The routing list each record is stored with (this cluster added), or
@@ -162,7 +194,7 @@ pub async fn apply_records_unsettled(
         blocks.push_back((i, glommio::spawn_local(async move { apply_on_owner(&c2, pl, off, h, routed, repair, true).await })));
     }
     let mut local_waits: Unsettled = Vec::new();
-    let mut failed: Option<String> = None;
+    let mut failed: Option<ApplyError> = None;
     for (i, (&(off, h), routed)) in recs.iter().zip(routes).enumerate() {
         let Some(routed) = routed else { continue };
         if h.kind == Kind::Block {
@@ -188,7 +220,7 @@ pub async fn apply_records_unsettled(
         let p = partition_of(xxh3_64(&key[1..]), c.node.ring);
         let res = if c.node.owner(p) == c.id {
             let value = &bytes[h.value_range()];
-            objects::apply_replicated(c, p, &h, key, &routed, value, repair).await.map_err(|e| e.message).map(|lsn| {
+            objects::apply_replicated(c, p, &h, key, &routed, value, repair).await.map_err(ApplyError::from).map(|lsn| {
                 if let Some(lsn) = lsn {
                     // LSNs only grow, so the last one per partition covers the rest.
                     match local_waits.iter_mut().find(|w| w.0 == p) {

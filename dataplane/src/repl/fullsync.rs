@@ -807,7 +807,7 @@ async fn serve_sink_inner(c: &Rc<Core>, conn: &mut FrameConn, h: &DataHello) -> 
                 c.node.repl.last_replicated_apply_ms.store(now_ms(), Ordering::Relaxed);
                 if let Err(e) = super::apply::apply_records(c, h.cluster_id, Arc::new(payload), recs, None, true).await {
                     // Not acknowledged: the partition is retried by the source.
-                    let (frame, msg) = super::apply_failure(c, &format!("fullsync push {} of partition {p}", push.seq), &e.to_string()).await;
+                    let (frame, msg) = super::apply_failure(c, &format!("fullsync push {} of partition {p}", push.seq), &e).await;
                     let _ = conn.write_frame(&frame, &[]).await;
                     return Err(msg);
                 }

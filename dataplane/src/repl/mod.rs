@@ -339,8 +339,8 @@ pub fn now_ms() -> u64 {
 /// batch or a fullsync push): `ERR_NO_SPACE` while a partition of this node
 /// is out of disk space, `ERR_INTERNAL` otherwise. Returns the frame and its
 /// message (for the sink's own log).
-pub async fn apply_failure(c: &Rc<Core>, what: &str, e: &str) -> (wire::Msg, String) {
-    let (code, msg) = if out_of_space(c).await {
+pub async fn apply_failure(c: &Rc<Core>, what: &str, e: &apply::ApplyError) -> (wire::Msg, String) {
+    let (code, msg) = if e.no_space || out_of_space(c).await {
         (
             wire::ERR_NO_SPACE,
             format!(

@@ -265,11 +265,41 @@ async fn stream_once(c: &Rc<Core>, sink: u64, target: usize, stop: &Rc<Cell<bool
         pending: BTreeMap::new(),
         unacked: BTreeMap::new(),
     };
-    let result = side.run(&mut conn, &parts, stop).await;
+    let mut result = side.run(&mut conn, &parts, stop).await;
+    if result.is_err() {
+        // A sink that refuses a batch sends an Error frame and closes; when
+        // our write fails on the closed socket first, the sink's reason is
+        // likely still waiting to be read, and it says more than
+        // "Broken pipe".
+        if let Some(why) = sink_reason(&mut conn).await {
+            result = Err(why);
+        }
+    }
     stats.data_connections.fetch_sub(1, Ordering::Relaxed);
     c.ext.repl.oldest_unacked_ms.borrow_mut().remove(&sink);
     conn.close().await;
     result
+}
+
+/// How long a failed source connection looks for the sink's Error frame.
+const SINK_REASON_WAIT_MS: u64 = 100;
+
+/// The sink's Error frame among what is left to read, if any.
+async fn sink_reason(conn: &mut FrameConn) -> Option<String> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(SINK_REASON_WAIT_MS);
+    loop {
+        let left = deadline.checked_duration_since(std::time::Instant::now())?;
+        let r = futures_lite::future::or(async { Some(conn.read_frame().await) }, async {
+            glommio::timer::sleep(left).await;
+            None
+        })
+        .await?;
+        match r {
+            Ok((Msg::Error(e), _)) => return Some(format!("sink reported error {}: {}", e.code, e.message)),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
 }
 
 impl SourceSide<'_> {
@@ -682,7 +712,7 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                             Err(e) => {
                                 // Nothing of this batch is acknowledged; the
                                 // source sends it again after reconnecting.
-                                let (frame, msg) = super::apply_failure(&c, &format!("batch {} of partition {}", b.seq, b.partition), &e.to_string()).await;
+                                let (frame, msg) = super::apply_failure(&c, &format!("batch {} of partition {}", b.seq, b.partition), &e).await;
                                 let _ = conn.write_frame(&frame, &[]).await;
                                 return Err(msg);
                             }
@@ -729,11 +759,11 @@ struct Unacked {
     /// What the sink may remember as applied from the source once the ack goes.
     durable_lsn: u64,
     /// Resolves when the batch's records are durable (None: nothing to wait for).
-    settle: Option<glommio::Task<Result<(), String>>>,
+    settle: Option<glommio::Task<Result<(), super::apply::ApplyError>>>,
 }
 
 enum SinkEvent {
     Frame(Result<(Msg, Vec<u8>), ConnError>),
-    Settled(Result<(), String>),
+    Settled(Result<(), super::apply::ApplyError>),
     Tick,
 }
