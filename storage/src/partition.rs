@@ -1615,7 +1615,7 @@ impl Partition {
 
     /// Iterator over records with LSN greater than `after`, in LSN order.
     pub fn iter_after(&self, after: Lsn) -> LsnIter {
-        LsnIter { after, pos: None, generation: u64::MAX, span: None, ahead: None, ahead_done: false, pass_over: None, probe: false }
+        LsnIter { after, pos: None, generation: u64::MAX, span: None, ahead: None, ahead_done: false, pass_over: None, probe: false, mapped_reads: 0 }
     }
 
     /// The mapping of segment `seg_id` and the offset below which its bytes
@@ -1912,6 +1912,8 @@ pub struct LsnIter {
     pass_over: Option<Kind>,
     /// The last span was mostly bodies passed over: read small spans.
     probe: bool,
+    /// Records read through the mapping (not from memory or a span).
+    mapped_reads: u64,
 }
 
 /// A span read started ahead of need.
@@ -1935,6 +1937,13 @@ impl LsnIter {
     /// LSN of the last record returned (or the starting point).
     pub fn position(&self) -> Lsn {
         self.after
+    }
+
+    /// Records this iterator read through the segment mappings (page
+    /// faults when they are not cached) rather than from write buffers or
+    /// spans read from disk.
+    pub fn mapped_reads(&self) -> u64 {
+        self.mapped_reads
     }
 
     /// Restarts the iteration after `lsn`.
@@ -2112,7 +2121,7 @@ impl LsnIter {
     /// LSN: realtime ships only records that survive a crash of this
     /// process, so an LSN is never handed out twice to a sink).
     pub fn next_upto(&mut self, p: &Partition, limit: Lsn) -> Option<Result<RecordView>> {
-        match self.step(p, limit, true) {
+        match self.step(p, limit, Fault::Always) {
             Next::Record(r) => Some(r),
             Next::End | Next::OnDisk => None,
         }
@@ -2129,8 +2138,11 @@ impl LsnIter {
             // Through the mapping only if a fill at this very position did
             // not make the record readable (damage: the mapping path
             // reports it).
-            let may_fault = filled_at.is_some() && filled_at == self.pos;
-            match self.step(p, limit, may_fault) {
+            let fault = match filled_at {
+                Some(at) => Fault::At(at),
+                None => Fault::Never,
+            };
+            match self.step(p, limit, fault) {
                 Next::Record(r) => return Some(r),
                 Next::End => return None,
                 Next::OnDisk => {
@@ -2143,10 +2155,11 @@ impl LsnIter {
         }
     }
 
-    /// One step of the iteration. Without `may_fault`, a record that is
-    /// neither in memory nor in the span read from disk is not read: the
-    /// step answers `OnDisk` with the position on it.
-    fn step(&mut self, p: &Partition, limit: Lsn, may_fault: bool) -> Next {
+    /// One step of the iteration. A record that is neither in memory nor in
+    /// the span read from disk is read through the mapping only where
+    /// `fault` allows; elsewhere the step answers `OnDisk` with the position
+    /// on it.
+    fn step(&mut self, p: &Partition, limit: Lsn, fault: Fault) -> Next {
         let limit = limit.min(p.head_lsn());
         loop {
             if self.after >= limit {
@@ -2190,7 +2203,13 @@ impl LsnIter {
             }
             let got = match self.span_view(pos) {
                 Some(v) => Ok(v),
-                None if may_fault => p.view_at(pos.seg, pos.off, false),
+                None if fault == Fault::Always || fault == Fault::At(pos) => match p.buffered_view(pos.seg, pos.off) {
+                    Some(v) => v,
+                    None => {
+                        self.mapped_reads += 1;
+                        p.view_at(pos.seg, pos.off, false)
+                    }
+                },
                 None => match p.buffered_view(pos.seg, pos.off) {
                     Some(v) => v,
                     None => return Next::OnDisk,
@@ -2223,6 +2242,15 @@ impl LsnIter {
             return Next::Record(Ok(view));
         }
     }
+}
+
+/// Where an iterator step may read a record through the mapping.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Always,
+    Never,
+    /// Only at this position (a fill there did not make it readable).
+    At(IterPos),
 }
 
 /// What one iterator step found.

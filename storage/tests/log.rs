@@ -363,6 +363,7 @@ fn reading_ahead_from_disk_matches_the_mapping_and_passes_over_blocks() {
             got.push(sig(&r.unwrap()));
         }
         assert_eq!(got, want, "next_read and next_upto disagree");
+        assert_eq!(it.mapped_reads(), 0, "next_read read records through the mapping");
         let (reads, bytes) = cold.read_counts();
         assert!(reads > 0, "nothing was read from disk");
 
@@ -375,6 +376,7 @@ fn reading_ahead_from_disk_matches_the_mapping_and_passes_over_blocks() {
         }
         let no_blocks: Vec<_> = want.iter().filter(|w| w.1 != Kind::Block).cloned().collect();
         assert_eq!(got, no_blocks, "pass_over(Block) must hand out everything else, in order");
+        assert_eq!(it.mapped_reads(), 0, "passing over blocks read records through the mapping");
         let (_, passed_bytes) = cold.read_counts();
         let blocks_bytes = 120u64 * (200 << 10);
         println!("read ahead: {reads} reads, {bytes} bytes; passing over blocks: {passed_bytes} bytes (blocks: {blocks_bytes})");

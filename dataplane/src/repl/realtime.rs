@@ -356,6 +356,11 @@ impl SourceSide<'_> {
                 }
                 if self.send_batch(conn, p).await? {
                     sent_any = true;
+                    // Acks that came in meanwhile free the window and move
+                    // the cursors now, not after the whole round.
+                    while let Some(r) = futures_lite::future::poll_once(conn.read_frame()).await {
+                        self.handle_frame(r)?;
+                    }
                 }
             }
             rr = rr.wrapping_add(1);
