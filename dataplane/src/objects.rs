@@ -1107,8 +1107,11 @@ pub async fn abort_upload(c: &Rc<Core>, bucket: &str, key: &str, upload: &Uid) -
 
 /// Applies a record received from another cluster, on the core that owns
 /// partition `p` (last writer wins). Does not wait for durability: the
-/// caller waits once per partition for a whole batch. Returns the LSN
-/// appended, or None when the local copy is as new or newer.
+/// caller waits once per partition for a whole batch. Returns the LSN to
+/// wait for before the record may be acknowledged: the one appended, or,
+/// when the local copy is as new or newer, the partition's head, which
+/// covers that copy (it may have been appended a moment ago, by an earlier
+/// connection, and not be durable yet).
 ///
 /// With `repair`, a local record with the same version but other content
 /// (a damaged copy) is replaced too: fullsync uses it.
@@ -1148,7 +1151,7 @@ pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &
                     }
                 }
             }
-            Ok(None)
+            Ok(Some(part.head_lsn()))
         }
     }
 }

@@ -180,7 +180,8 @@ fn ring_size_mismatch_is_refused_with_both_sizes() {
 fn proxy_get_serves_objects_whose_blocks_never_came_in_realtime() {
     let root = tempfile::tempdir().unwrap();
     let mut oa = opts("dc1");
-    oa.extra = "realtime_blocks = false\n".into();
+    // (no fullsync: one that ran after the PUTs would copy the blocks)
+    oa.extra = "realtime_blocks = false\nfullsync_on_connect = false\n".into();
     let a = start(root.path(), oa);
     let b = start(root.path(), opts("dc2"));
     a.replicate_to(&b).unwrap();

@@ -62,9 +62,9 @@ pub const MIN_WRITE_BUFFER_BYTES: usize = 64 << 10;
 const NO_SPACE_RETRY_MS: u64 = 500;
 /// How often an idle partition marked out of space looks whether space is back.
 const SPACE_RECHECK_MS: u64 = 2_000;
-/// A file made and removed at once to find out whether a segment fits on the
-/// disk again (ends in `.tmp`: a crash leaves nothing that opening keeps).
-const SPACE_PROBE_FILE: &str = "space-probe.tmp";
+/// Free space beyond a segment's size before a partition marked out of
+/// space counts the disk as having room for its next segment again.
+const SPACE_MARGIN_BYTES: u64 = 4 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncMode {
@@ -793,6 +793,9 @@ impl Partition {
                         self.0.next_lsn.set(h.lsn + 1);
                         seg.note_record(h.lsn, off as u64, h.padded_len() as u64, false);
                         seg.dead_bytes.set(seg.dead_bytes.get() + h.padded_len() as u64);
+                        // (never indexed: an iterator that meets it must not
+                        // take it for its key's current record)
+                        seg.stale_records.set(seg.stale_records.get() + 1);
                         off = next;
                         continue;
                     }
@@ -1245,33 +1248,23 @@ impl Partition {
     }
 
     /// Clears the out-of-space mark once space is back: by extending the
-    /// active segment a little further (which is what failed, or will be
-    /// needed next), or, with the segment wholly allocated, once a file as
-    /// big as the next segment can be allocated (a probe file, removed at
-    /// once).
+    /// active segment a little further when that is what its next records
+    /// need (an extension that fails keeps the mark), or, when the next
+    /// thing it needs is a new segment, once the file system reports room
+    /// for one (with a margin for its metadata). A wrong guess only shows in
+    /// status: the next write that fails for lack of space marks the
+    /// partition again.
     async fn recheck_space(&self) {
         let inner = &self.0;
-        let Some((have, cap)) = inner.w.borrow().as_ref().map(|w| (w.prealloc_end, w.seg.capacity)) else { return };
-        if have < cap {
-            // (clears the mark on success, keeps it on ENOSPC)
+        let Some((have, cap, pos)) = inner.w.borrow().as_ref().map(|w| (w.prealloc_end, w.seg.capacity, w.pos)) else { return };
+        let room_in_segment = pos + SEAL_BYTES + PAD_RESERVE_BYTES + PAGE_BYTES <= cap;
+        if have < cap && room_in_segment {
             let _ = self.prealloc(have + 1).await;
             return;
         }
-        let probe = inner.dir.join(SPACE_PROBE_FILE);
-        let len = inner.cfg.segment_bytes;
-        let room = glommio::executor()
-            .spawn_blocking(move || -> std::io::Result<()> {
-                use std::os::fd::AsRawFd;
-                let f = std::fs::File::create(&probe)?;
-                // SAFETY: fallocate on a descriptor we own; no memory passed.
-                let r = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len as libc::off_t) };
-                let res = if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
-                drop(f);
-                std::fs::remove_file(&probe)?;
-                res
-            })
-            .await;
-        if room.is_ok() && inner.no_space.borrow_mut().take().is_some() {
+        let dir = inner.dir.clone();
+        let free = glommio::executor().spawn_blocking(move || crate::dir::free_bytes(&dir)).await;
+        if free.map(|f| f >= inner.cfg.segment_bytes + SPACE_MARGIN_BYTES).unwrap_or(false) && inner.no_space.borrow_mut().take().is_some() {
             log::info!("partition {}: disk space available again", inner.id);
             inner.progress.wake_all();
         }
@@ -1619,9 +1612,10 @@ impl Partition {
     }
 
     /// The mapping of segment `seg_id` and the offset below which its bytes
-    /// are all on disk, with no write buffer holding any of them (so no
-    /// write will touch them again): what an iterator may read from the
-    /// file.
+    /// are all on disk and no write will touch them again (every buffer
+    /// not yet written starts at or above it, on a page boundary): what an
+    /// iterator may read from the file. Buffers already written may still
+    /// be held; their bytes are on disk as they are in memory.
     fn disk_region(&self, seg_id: u32) -> Option<(Arc<Mapped>, u64)> {
         let inner = &self.0;
         let seg = inner.segs.borrow().get(seg_id).cloned()?;
@@ -1632,7 +1626,7 @@ impl Partition {
                 end = w.pos;
             }
             for b in w.pending.iter().chain(std::iter::once(&w.open)) {
-                if b.seg.id == seg_id {
+                if b.seg.id == seg_id && b.state.get() != BufState::Written {
                     end = end.min(b.start);
                 }
             }
@@ -2008,6 +2002,12 @@ impl LsnIter {
             let need = match self.span.as_deref().map(|sp| Self::covers(sp, pos.seg, pos.off, self.pass_over)).unwrap_or(Cover::No) {
                 Cover::Whole => {
                     self.read_ahead(cold, &map, read_end).await?;
+                    return Ok(());
+                }
+                Cover::Short(n) if pos.off + n as u64 > read_end || self.span.as_ref().map(|sp| sp.end() >= pos.off + n as u64).unwrap_or(false) => {
+                    // It runs past what is on disk, or the span holds the
+                    // bytes it says it needs and still not the record (a
+                    // damaged header): no read can make it whole.
                     return Ok(());
                 }
                 Cover::Short(n) => n,

@@ -229,13 +229,26 @@ impl RealtimeSink {
         Ok(BatchPlan::Apply { skip_through: applied })
     }
 
-    /// The batch is applied and durable: the ack to send.
-    pub fn batch_applied(&mut self, b: &Batch, now_ms: u64) -> Ack {
-        self.live.sent(now_ms);
+    /// The batch is applied: the ack to send once it is durable. (A driver
+    /// that applies ahead of durability must send acks in the order of
+    /// their batches, each once its own batch is durable: `applied` then
+    /// runs ahead of what is acknowledged.)
+    pub fn batch_applied(&mut self, b: &Batch, _now_ms: u64) -> Ack {
         let a = self.applied.get_mut(&b.partition).expect("checked by on_batch");
         assert!(b.after_lsn <= *a, "applied a batch beyond a gap");
         *a = (*a).max(b.upto_lsn);
         Ack { partition: b.partition, upto_lsn: b.upto_lsn, seq: b.seq }
+    }
+
+    /// A frame (an ack) went to the source.
+    pub fn sent(&mut self, now_ms: u64) {
+        self.live.sent(now_ms);
+    }
+
+    /// The driver reads nothing from the source while it waits for its own
+    /// disk; the source's silence meanwhile is not a sign of a dead peer.
+    pub fn not_reading(&mut self, now_ms: u64) {
+        self.live.received(now_ms);
     }
 
     pub fn on_other(&mut self, m: &Msg, now_ms: u64) -> Result<Option<String>, ProtoError> {

@@ -670,6 +670,9 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                 futures_lite::future::or(front, futures_lite::future::or(frame, tick)).await
             }
         };
+        if full {
+            machine.not_reading(now_ms());
+        }
         match ev {
             SinkEvent::Tick => {}
             SinkEvent::Settled(res) => {
@@ -688,6 +691,7 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                     e.1 = e.1.max(u.durable_lsn);
                 }
                 conn.write_frame(&Msg::Ack(u.ack), &[]).await.map_err(|e| e.to_string())?;
+                machine.sent(now_ms());
             }
             SinkEvent::Frame(Err(ConnError::Closed)) => return Ok(()),
             SinkEvent::Frame(Err(e)) => return Err(format!("source {:?}: {e}", h.cluster_name)),
