@@ -140,7 +140,8 @@ pub async fn settle_local(c: &Rc<Core>, waits: &Unsettled) -> Result<(), ApplyEr
     Ok(())
 }
 
-/// Per partition of this core, the last LSN an apply appended there.
+/// Per partition of this core, the LSN that must be durable there before
+/// the records applied can be acknowledged.
 pub type Unsettled = Vec<(u32, u64)>;
 
 /// Like [`apply_records`], but returns as soon as every record is appended:
