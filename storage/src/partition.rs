@@ -1608,7 +1608,7 @@ impl Partition {
 
     /// Iterator over records with LSN greater than `after`, in LSN order.
     pub fn iter_after(&self, after: Lsn) -> LsnIter {
-        LsnIter { after, pos: None, generation: u64::MAX, span: None, ahead: None, ahead_done: false, pass_over: None, probe: false, mapped_reads: 0 }
+        LsnIter { after, pos: None, generation: u64::MAX, span: None, ahead: None, ahead_done: false, pass_over: None, probe: false, mapped_reads: 0, warned: false }
     }
 
     /// The mapping of segment `seg_id` and the offset below which its bytes
@@ -1908,6 +1908,8 @@ pub struct LsnIter {
     probe: bool,
     /// Records read through the mapping (not from memory or a span).
     mapped_reads: u64,
+    /// A failed read ahead was logged.
+    warned: bool,
 }
 
 /// A span read started ahead of need.
@@ -2147,7 +2149,12 @@ impl LsnIter {
                 Next::End => return None,
                 Next::OnDisk => {
                     if let Err(e) = self.fill(p, cold).await {
-                        log::warn!("partition {}: reading the log ahead: {e}; reading through the mapping instead", p.0.id);
+                        // (once per iterator: a disk that fails every read
+                        // would otherwise log once per record)
+                        if !self.warned {
+                            self.warned = true;
+                            log::warn!("partition {}: reading the log ahead: {e}; reading through the mapping instead", p.0.id);
+                        }
                     }
                     filled_at = self.pos;
                 }
