@@ -570,8 +570,8 @@ fn next_sweep_window(start: usize, total: usize, max: usize) -> usize {
 /// Blocks that no current manifest, multipart part or intent refers to are
 /// *orphans*. They appear on sinks: blocks that arrived ahead of a manifest
 /// that never came (the connection broke and the source then skipped the
-/// superseded manifest), and blocks a fullsync copied while the source
-/// still kept them for `reclaim_leeway_ms`. Every `orphan_sweep_interval_ms`
+/// superseded manifest), and blocks of an upload in progress that a
+/// fullsync copied and that then lost to another write. Every `orphan_sweep_interval_ms`
 /// each core lists the blocks of its partitions and asks the object's core
 /// whether anything refers to them; a block found orphaned in two
 /// consecutive passes, unchanged in between, is expunged. Nothing is
@@ -651,6 +651,45 @@ pub async fn orphan_sweep_loop(c: Rc<Core>) {
             c.node.metrics[c.id].orphan_blocks_expunged.fetch_add(swept, std::sync::atomic::Ordering::Relaxed);
         }
     }
+}
+
+/// Of the uploads given as (bucket, key, uid, version of its blocks), those
+/// that lost for good: no manifest or multipart part refers to the uid and
+/// the object's current manifest or tombstone is newer than the blocks, so
+/// no manifest naming them can ever win. Their blocks wait out
+/// `reclaim_leeway_ms` before they go; meanwhile fullsync leaves them alone
+/// (realtime never sends them either: it sends blocks ahead of the manifest
+/// that names them, and skips superseded manifests). Asks the objects' cores.
+pub async fn superseded_uploads(c: &Rc<Core>, ids: Vec<(String, String, Uid, Version)>) -> std::collections::HashSet<(String, String, Uid)> {
+    let ring = c.node.ring;
+    let mut by_core: Vec<Vec<(String, String, Uid, Version)>> = vec![Vec::new(); c.node.cores];
+    for id in ids {
+        by_core[c.node.owner(object_partition(&id.0, &id.1, ring))].push(id);
+    }
+    let mut out = std::collections::HashSet::new();
+    for (core, ids) in by_core.into_iter().enumerate() {
+        if ids.is_empty() {
+            continue;
+        }
+        let found = c
+            .call(core, move |cc| {
+                Box::pin(async move {
+                    let mut lost = Vec::new();
+                    for (b, k, uid, v) in ids {
+                        let part = cc.part(object_partition(&b, &k, cc.node.ring));
+                        let newer = part.get(&manifest_key(&b, &k)).is_some_and(|e| e.version > v);
+                        if newer && !uid_in_use(part, &b, &k, &uid) {
+                            lost.push((b, k, uid));
+                        }
+                        glommio::yield_if_needed().await;
+                    }
+                    lost
+                }) as crate::runtime::LocalFuture<Vec<(String, String, Uid)>>
+            })
+            .await;
+        out.extend(found);
+    }
+    out
 }
 
 /// Of the (bucket, key, uid) given, those that nothing refers to: not the

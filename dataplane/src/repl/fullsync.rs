@@ -28,7 +28,7 @@ use wire::{DataHello, DataHelloReply, Msg, PURPOSE_FULLSYNC};
 use super::net::{self, Chunk, ConnError, FrameConn, ZEROS};
 use super::{now_ms, SinkCfg};
 use crate::admin::AdminResponse;
-use crate::model::{Manifest, NS_MANIFEST};
+use crate::model::{parse_block_key, Manifest, Uid, NS_MANIFEST};
 use crate::runtime::Core;
 
 /// Push frames a partition worker keeps unacknowledged.
@@ -658,12 +658,31 @@ async fn push_keys(
     steps: &mut std::collections::VecDeque<SrcStep>,
 ) -> Result<(), FsError> {
     let cfg = c.node.cfg.repl.clone();
+    // Blocks of uploads that lost (to a newer write or a delete) are
+    // garbage waiting for their reclaim leeway: not worth a byte of link.
+    let mut uploads: BTreeMap<(String, String, Uid), storage::Version> = BTreeMap::new();
+    for k in keys {
+        if let (Some((b, key, uid, _)), Some(e)) = (parse_block_key(k), part.get(k)) {
+            let v = uploads.entry((b, key, uid)).or_insert(e.version);
+            *v = (*v).max(e.version);
+        }
+    }
+    let lost = if uploads.is_empty() {
+        Default::default()
+    } else {
+        crate::objects::superseded_uploads(c, uploads.into_iter().map(|((b, k, u), v)| (b, k, u, v)).collect()).await
+    };
+    let is_lost = |k: &[u8]| !lost.is_empty() && parse_block_key(k).is_some_and(|(b, key, uid, _)| lost.contains(&(b, key, uid)));
     let mut i = 0;
     while i < keys.len() {
         // Gather one push frame's worth of records.
         let mut views = Vec::new();
         let mut bytes = 0usize;
         while i < keys.len() && (views.is_empty() || (bytes < cfg.batch_max_bytes && views.len() < cfg.batch_max_records)) {
+            if is_lost(&keys[i]) {
+                i += 1;
+                continue;
+            }
             if let Ok(Some(v)) = part.read(&keys[i], true) {
                 let held_back = hold_back_manifests_with_blocks && v.header.kind == storage::Kind::Manifest && keys[i].first() == Some(&NS_MANIFEST) && Manifest::names_blocks(v.value());
                 if !held_back && !v.header.kind.is_internal() && v.header.flags & storage::FLAG_REPLICATE != 0 {
