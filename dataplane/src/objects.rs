@@ -399,9 +399,10 @@ pub async fn commit_manifest_local(cc: &Rc<Core>, p: u32, m: Manifest, routed: V
         }
         AppendOutcome::Stale { .. } => (Committed::Superseded, None, uids_of(&m)),
     };
-    if let Some(lsn) = lsn {
-        settle(&part, lsn).await.map_err(storage_err)?;
-    }
+    // A write that lost is acknowledged only once the version that beat it
+    // is durable (it may still sit in a write buffer, e.g. a replicated
+    // record just applied): a crash must not take both.
+    settle(&part, lsn.unwrap_or_else(|| part.head_lsn())).await.map_err(storage_err)?;
     let intents_to_drop: Vec<Uid> = if committed == Committed::Current { drop_intents } else { Vec::new() };
     if committed == Committed::Current {
         after_replace(cc, p, &m.bucket, &m.key, lsn, reclaim, intents_to_drop).await;
@@ -757,6 +758,8 @@ pub async fn delete_object(c: &Rc<Core>, bucket: &str, key: &str) -> S3Result<()
             let part = cc.part(p).clone();
             let Some(cur) = part.get(&mk) else { return Ok(()) };
             if cur.kind != Kind::Manifest {
+                // Already deleted: acknowledged once that tombstone is durable.
+                settle(&part, part.head_lsn()).await.map_err(storage_err)?;
                 return Ok(());
             }
             let old = part.read_entry(&mk, &cur, false).ok().and_then(|r| Manifest::decode(r.value()).ok());
@@ -769,6 +772,9 @@ pub async fn delete_object(c: &Rc<Core>, bucket: &str, key: &str) -> S3Result<()
                 settle(&part, lsn).await.map_err(storage_err)?;
                 let reclaim = old.map(|o| uids_of(&o)).unwrap_or_default();
                 after_replace(&cc, p, &b, &k, Some(lsn), reclaim, Vec::new()).await;
+            } else {
+                // Lost to a newer version: acknowledged once that is durable.
+                settle(&part, part.head_lsn()).await.map_err(storage_err)?;
             }
             Ok(())
         })
