@@ -399,10 +399,7 @@ pub async fn commit_manifest_local(cc: &Rc<Core>, p: u32, m: Manifest, routed: V
         }
         AppendOutcome::Stale { .. } => (Committed::Superseded, None, uids_of(&m)),
     };
-    // A write that lost is acknowledged only once the version that beat it
-    // is durable (it may still sit in a write buffer, e.g. a replicated
-    // record just applied): a crash must not take both.
-    settle(&part, lsn.unwrap_or_else(|| part.head_lsn())).await.map_err(storage_err)?;
+    settle(&part, out.settle_lsn()).await.map_err(storage_err)?;
     let intents_to_drop: Vec<Uid> = if committed == Committed::Current { drop_intents } else { Vec::new() };
     if committed == Committed::Current {
         after_replace(cc, p, &m.bucket, &m.key, lsn, reclaim, intents_to_drop).await;
@@ -654,53 +651,19 @@ pub async fn orphan_sweep_loop(c: Rc<Core>) {
     }
 }
 
-/// Of the uploads given as (bucket, key, uid, version of its blocks), those
-/// that lost for good: no manifest or multipart part refers to the uid and
-/// the object's current manifest or tombstone is newer than the blocks, so
-/// no manifest naming them can ever win. Their blocks wait out
-/// `reclaim_leeway_ms` before they go; meanwhile fullsync leaves them alone
-/// (realtime never sends them either: it sends blocks ahead of the manifest
-/// that names them, and skips superseded manifests). Asks the objects' cores.
-pub async fn superseded_uploads(c: &Rc<Core>, ids: Vec<(String, String, Uid, Version)>) -> std::collections::HashSet<(String, String, Uid)> {
-    let ring = c.node.ring;
-    let mut by_core: Vec<Vec<(String, String, Uid, Version)>> = vec![Vec::new(); c.node.cores];
-    for id in ids {
-        by_core[c.node.owner(object_partition(&id.0, &id.1, ring))].push(id);
-    }
-    let mut out = std::collections::HashSet::new();
-    for (core, ids) in by_core.into_iter().enumerate() {
-        if ids.is_empty() {
-            continue;
-        }
-        let found = c
-            .call(core, move |cc| {
-                Box::pin(async move {
-                    let mut lost = Vec::new();
-                    for (b, k, uid, v) in ids {
-                        let part = cc.part(object_partition(&b, &k, cc.node.ring));
-                        let newer = part.get(&manifest_key(&b, &k)).is_some_and(|e| e.version > v);
-                        if newer && !uid_in_use(part, &b, &k, &uid) {
-                            lost.push((b, k, uid));
-                        }
-                        glommio::yield_if_needed().await;
-                    }
-                    lost
-                }) as crate::runtime::LocalFuture<Vec<(String, String, Uid)>>
-            })
-            .await;
-        out.extend(found);
-    }
-    out
-}
+/// An upload of an object: (bucket, key, uid), with the version of its
+/// blocks where the question needs it.
+pub type UploadId = (String, String, Uid);
 
-/// Of the (bucket, key, uid) given, those that nothing refers to: not the
-/// object's current manifest, not a multipart part, not an intent (an
-/// upload in progress or a reclamation under way). Asks the object's cores.
-async fn unreferenced(c: &Rc<Core>, ids: Vec<(String, String, Uid)>) -> Vec<(String, String, Uid)> {
+/// Of the uploads given, those for which `test(object's partition, bucket,
+/// key, uid, blocks' version)` holds, asked on the objects' cores. Each test
+/// may read a cold manifest (a page fault on that thread): the core serves
+/// others in between.
+async fn uploads_where(c: &Rc<Core>, ids: Vec<(UploadId, Version)>, test: fn(&Partition, &str, &str, &Uid, Version) -> bool) -> Vec<UploadId> {
     let ring = c.node.ring;
-    let mut by_core: Vec<Vec<(String, String, Uid)>> = vec![Vec::new(); c.node.cores];
+    let mut by_core: Vec<Vec<(UploadId, Version)>> = vec![Vec::new(); c.node.cores];
     for id in ids {
-        by_core[c.node.owner(object_partition(&id.0, &id.1, ring))].push(id);
+        by_core[c.node.owner(object_partition(&id.0 .0, &id.0 .1, ring))].push(id);
     }
     let mut out = Vec::new();
     for (core, ids) in by_core.into_iter().enumerate() {
@@ -710,23 +673,42 @@ async fn unreferenced(c: &Rc<Core>, ids: Vec<(String, String, Uid)>) -> Vec<(Str
         let found = c
             .call(core, move |cc| {
                 Box::pin(async move {
-                    // Each check may read a cold manifest (a page fault on
-                    // this thread): let the core serve others in between.
-                    let mut free = Vec::new();
-                    for (b, k, uid) in ids {
-                        let part = cc.part(object_partition(&b, &k, cc.node.ring));
-                        if part.get(&intent_key(&uid)).is_none() && !uid_in_use(part, &b, &k, &uid) {
-                            free.push((b, k, uid));
+                    let mut hits = Vec::new();
+                    for ((b, k, uid), v) in ids {
+                        if test(cc.part(object_partition(&b, &k, cc.node.ring)), &b, &k, &uid, v) {
+                            hits.push((b, k, uid));
                         }
                         glommio::yield_if_needed().await;
                     }
-                    free
-                }) as crate::runtime::LocalFuture<Vec<(String, String, Uid)>>
+                    hits
+                }) as crate::runtime::LocalFuture<Vec<UploadId>>
             })
             .await;
         out.extend(found);
     }
     out
+}
+
+/// Of the uploads given (with the version of their blocks), those
+/// that lost for good: no manifest or multipart part refers to the uid and
+/// the object's current manifest or tombstone is newer than the blocks, so
+/// no manifest naming them can ever win. Their blocks wait out
+/// `reclaim_leeway_ms` before they go; meanwhile fullsync leaves them alone
+/// (realtime never sends them either: it sends blocks ahead of the manifest
+/// that names them, and skips superseded manifests).
+pub async fn superseded_uploads(c: &Rc<Core>, ids: Vec<(UploadId, Version)>) -> std::collections::HashSet<UploadId> {
+    let lost = uploads_where(c, ids, |part, b, k, uid, v| {
+        part.get(&manifest_key(b, k)).is_some_and(|e| e.version > v) && !uid_in_use(part, b, k, uid)
+    });
+    lost.await.into_iter().collect()
+}
+
+/// Of the (bucket, key, uid) given, those that nothing refers to: not the
+/// object's current manifest, not a multipart part, not an intent (an
+/// upload in progress or a reclamation under way).
+async fn unreferenced(c: &Rc<Core>, ids: Vec<UploadId>) -> Vec<UploadId> {
+    let ids = ids.into_iter().map(|id| (id, Version::ZERO)).collect();
+    uploads_where(c, ids, |part, b, k, uid, _| part.get(&intent_key(uid)).is_none() && !uid_in_use(part, b, k, uid)).await
 }
 
 /// Finishes intents left by a previous run (called once per core at start).
@@ -768,13 +750,10 @@ pub async fn delete_object(c: &Rc<Core>, bucket: &str, key: &str) -> S3Result<()
                 .append(&rec(Kind::Tombstone, FLAG_REPLICATE | FLAG_TREE | FLAG_ORDERED, &mk, &meta, &[], version, 0), PutMode::IfNewer)
                 .await
                 .map_err(storage_err)?;
+            settle(&part, out.settle_lsn()).await.map_err(storage_err)?;
             if let Some(lsn) = out.lsn() {
-                settle(&part, lsn).await.map_err(storage_err)?;
                 let reclaim = old.map(|o| uids_of(&o)).unwrap_or_default();
                 after_replace(&cc, p, &b, &k, Some(lsn), reclaim, Vec::new()).await;
-            } else {
-                // Lost to a newer version: acknowledged once that is durable.
-                settle(&part, part.head_lsn()).await.map_err(storage_err)?;
             }
             Ok(())
         })
@@ -1153,14 +1132,14 @@ pub async fn abort_upload(c: &Rc<Core>, bucket: &str, key: &str, upload: &Uid) -
 /// Applies a record received from another cluster, on the core that owns
 /// partition `p` (last writer wins). Does not wait for durability: the
 /// caller waits once per partition for a whole batch. Returns the LSN to
-/// wait for before the record may be acknowledged: the one appended, or,
-/// when the local copy is as new or newer, the partition's head, which
-/// covers that copy (it may have been appended a moment ago, by an earlier
-/// connection, and not be durable yet).
+/// wait for before the record may be acknowledged
+/// (`AppendOutcome::settle_lsn`: when the local copy is as new or newer, it
+/// may have been appended a moment ago, by an earlier connection, and not
+/// be durable yet).
 ///
 /// With `repair`, a local record with the same version but other content
 /// (a damaged copy) is replaced too: fullsync uses it.
-pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &[u8], routed: &[u64], value: &[u8], repair: bool) -> S3Result<Option<u64>> {
+pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &[u8], routed: &[u64], value: &[u8], repair: bool) -> S3Result<u64> {
     let part = cc.part(p).clone();
     let meta = encode_meta(routed, key.len());
     let v = [value];
@@ -1184,9 +1163,9 @@ pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &
                     }
                 }
             }
-            Ok(Some(lsn))
+            Ok(lsn)
         }
-        AppendOutcome::Stale { .. } => {
+        AppendOutcome::Stale { head, .. } => {
             // A manifest that lost: the blocks that came with it are garbage.
             if let (Kind::Manifest, Some((b, k))) = (h.kind, ids()) {
                 if let Ok(m) = Manifest::decode(value) {
@@ -1196,7 +1175,7 @@ pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &
                     }
                 }
             }
-            Ok(Some(part.head_lsn()))
+            Ok(head)
         }
     }
 }

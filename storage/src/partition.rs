@@ -173,8 +173,9 @@ pub enum PutMode {
 pub enum AppendOutcome {
     Applied { lsn: Lsn, replaced: Option<Entry> },
     /// Not appended: the key's current record (`None`: the key is absent,
-    /// only with `PutMode::IfAt`) made the condition fail.
-    Stale { current: Option<Entry> },
+    /// only with `PutMode::IfAt`) made the condition fail. `head`: the
+    /// partition's last LSN then, which covers that record.
+    Stale { current: Option<Entry>, head: Lsn },
 }
 
 impl AppendOutcome {
@@ -182,6 +183,17 @@ impl AppendOutcome {
         match self {
             AppendOutcome::Applied { lsn, .. } => Some(*lsn),
             AppendOutcome::Stale { .. } => None,
+        }
+    }
+
+    /// The LSN that must be durable before the write may be acknowledged:
+    /// the record appended or, for a write that lost, the head when it
+    /// lost. The record that beat it may still sit in a write buffer (a
+    /// replicated record applied a moment ago); a crash must not take both.
+    pub fn settle_lsn(&self) -> Lsn {
+        match self {
+            AppendOutcome::Applied { lsn, .. } => *lsn,
+            AppendOutcome::Stale { head, .. } => *head,
         }
     }
 }
@@ -864,8 +876,7 @@ impl Partition {
             }
             Kind::Expunge => {
                 // The marker itself is garbage as far as reads go.
-                self.mark_dead_at(seg_id, padded);
-                self.mark_stale_at(seg_id);
+                self.mark_superseded(seg_id, padded);
                 inner.index.borrow_mut().remove(key, None)
             }
             _ => inner.index.borrow_mut().upsert(
@@ -874,8 +885,7 @@ impl Partition {
             ),
         };
         if let Some(o) = &old {
-            self.mark_dead_at(o.seg, align_up(o.len as usize) as u64);
-            self.mark_stale_at(o.seg);
+            self.mark_superseded(o.seg, align_up(o.len as usize) as u64);
         }
         old
     }
@@ -886,8 +896,11 @@ impl Partition {
         }
     }
 
-    fn mark_stale_at(&self, seg_id: u32) {
+    /// A record of `bytes` in segment `seg_id` is no longer its key's
+    /// current one: garbage, and the segment loses its all-current shortcut.
+    fn mark_superseded(&self, seg_id: u32, bytes: u64) {
         if let Some(s) = self.0.segs.borrow().get(seg_id) {
+            s.dead_bytes.set(s.dead_bytes.get() + bytes);
             s.stale_records.set(s.stale_records.get() + 1);
         }
     }
@@ -1149,13 +1162,13 @@ impl Partition {
             PutMode::IfNewer => {
                 if let Some(cur) = inner.index.borrow().get(r.key) {
                     if r.version <= cur.version {
-                        return AppendOutcome::Stale { current: Some(cur) };
+                        return AppendOutcome::Stale { current: Some(cur), head: self.head_lsn() };
                     }
                 }
             }
             PutMode::IfAt { seg, off } => match inner.index.borrow().get(r.key) {
                 Some(cur) if cur.seg == seg && cur.off == off => {}
-                cur => return AppendOutcome::Stale { current: cur },
+                cur => return AppendOutcome::Stale { current: cur, head: self.head_lsn() },
             },
         }
         let mut ws = inner.w.borrow_mut();
@@ -1554,8 +1567,7 @@ impl Partition {
     fn report_corrupt_key(&self, key: &[u8], e: &Entry, path: &Path, offset: u64, detail: &str) {
         self.record_damage(path, offset, Some(key.to_vec()), detail.to_string());
         if let Some(old) = self.0.index.borrow_mut().remove(key, Some((e.seg, e.off))) {
-            self.mark_dead_at(old.seg, align_up(old.len as usize) as u64);
-            self.mark_stale_at(old.seg);
+            self.mark_superseded(old.seg, align_up(old.len as usize) as u64);
         }
     }
 
@@ -2023,8 +2035,7 @@ impl LsnIter {
                     continue;
                 }
             }
-            let start = page_floor(pos.off);
-            let len = self.span_len().max(page_ceil(pos.off - start + need as u64) as usize).min((read_end - start) as usize);
+            let (start, len) = self.span_for(pos.off, need, read_end);
             let buf = cold.read_span(&map, start, len).await?.await?;
             self.span = Some(Rc::new(DiskSpan { seg: pos.seg, start, buf }));
             self.ahead_done = false;
@@ -2071,19 +2082,20 @@ impl LsnIter {
         if off >= read_end {
             return Ok(());
         }
-        let start = page_floor(off);
-        let len = self.span_len().max(page_ceil(off - start + next_need as u64) as usize).min((read_end - start) as usize);
+        let (start, len) = self.span_for(off, next_need, read_end);
         let read = cold.read_span(map, start, len).await?;
         self.ahead = Some(Ahead { seg: span.seg, start, len, read });
         Ok(())
     }
 
-    fn span_len(&self) -> usize {
-        if self.probe {
-            ITER_PROBE_BYTES
-        } else {
-            ITER_SPAN_BYTES
-        }
+    /// The span to read for the record at `off` (of which at least `need`
+    /// bytes are wanted): from its page, a span's worth or the record's
+    /// length if longer, not past `read_end`.
+    fn span_for(&self, off: u64, need: usize, read_end: u64) -> (u64, usize) {
+        let span_len = if self.probe { ITER_PROBE_BYTES } else { ITER_SPAN_BYTES };
+        let start = page_floor(off);
+        let len = span_len.max(page_ceil(off - start + need as u64) as usize).min((read_end - start) as usize);
+        (start, len)
     }
 
     /// The header of the record at `pos`, when the span read from disk

@@ -233,7 +233,7 @@ impl RealtimeSink {
     /// that applies ahead of durability must send acks in the order of
     /// their batches, each once its own batch is durable: `applied` then
     /// runs ahead of what is acknowledged.)
-    pub fn batch_applied(&mut self, b: &Batch, _now_ms: u64) -> Ack {
+    pub fn batch_applied(&mut self, b: &Batch) -> Ack {
         let a = self.applied.get_mut(&b.partition).expect("checked by on_batch");
         assert!(b.after_lsn <= *a, "applied a batch beyond a gap");
         *a = (*a).max(b.upto_lsn);
@@ -400,7 +400,7 @@ mod tests {
                                     let e = sink.kv.entry((b.partition, r.key)).or_insert(0);
                                     *e = (*e).max(r.version);
                                 }
-                                let ack = snk.batch_applied(&b, self.now);
+                                let ack = snk.batch_applied(&b);
                                 sink.applied.insert(b.partition, snk.applied(b.partition).unwrap());
                                 if !self.rng.chance(fault_pct) {
                                     to_source.push_back(Msg::Ack(ack));
@@ -504,7 +504,7 @@ mod tests {
         let mut s = RealtimeSink::new(&[(3, 0)], 100, 1000, 0);
         let b1 = Batch { seq: 1, partition: 3, after_lsn: 0, upto_lsn: 10, records: 2 };
         assert_eq!(s.on_batch(&b1, 0).unwrap(), BatchPlan::Apply { skip_through: 0 });
-        s.batch_applied(&b1, 0);
+        s.batch_applied(&b1);
         let gap = Batch { seq: 2, partition: 3, after_lsn: 15, upto_lsn: 20, records: 1 };
         let e = s.on_batch(&gap, 0).unwrap_err();
         assert!(e.0.contains("gap"), "{e}");
@@ -536,12 +536,12 @@ mod tests {
         assert_eq!((carrier.after_lsn, carrier.upto_lsn), (10, 10));
         let mut snk = RealtimeSink::new(&[(1, 10)], 100, 1000, 0);
         assert_eq!(snk.on_batch(&carrier, 0).unwrap(), BatchPlan::Apply { skip_through: 10 });
-        let ack = snk.batch_applied(&carrier, 0);
+        let ack = snk.batch_applied(&carrier);
         assert!(src.on_msg(&Msg::Ack(ack), 1).unwrap().is_empty(), "a carrier moves no cursor");
         assert_eq!(src.inflight_bytes(), 0, "but frees the window");
         let last = src.batch(1, 12, 1, 100, 1);
         assert_eq!(snk.on_batch(&last, 1).unwrap(), BatchPlan::Apply { skip_through: 10 });
-        let ack = snk.batch_applied(&last, 1);
+        let ack = snk.batch_applied(&last);
         assert_eq!(src.on_msg(&Msg::Ack(ack), 2).unwrap(), vec![SourceEvent::Acked { partition: 1, upto_lsn: 12 }]);
     }
 

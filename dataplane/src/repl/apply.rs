@@ -78,28 +78,25 @@ pub struct Applied {
     pub bytes: u64,
 }
 
-/// Applies one record on its owner core and, when `settle`, waits for it.
-async fn apply_on_owner(c: &Rc<Core>, payload: Arc<Vec<u8>>, off: usize, h: Header, routed: Vec<u64>, repair: bool, settle: bool) -> Result<Option<(u32, u64)>, ApplyError> {
+/// Applies one record on its owner core and waits until it is durable.
+async fn apply_on_owner(c: &Rc<Core>, payload: Arc<Vec<u8>>, off: usize, h: Header, routed: Vec<u64>, repair: bool) -> Result<(), ApplyError> {
     let bytes = &payload[off..off + h.len as usize];
     let key = &bytes[h.key_range()];
     let p = partition_of(xxh3_64(&key[1..]), c.node.ring);
     let core = c.node.owner(p);
-    let run = move |cc: Rc<Core>| -> crate::runtime::LocalFuture<Result<Option<(u32, u64)>, ApplyError>> {
+    let run = move |cc: Rc<Core>| -> crate::runtime::LocalFuture<Result<(), ApplyError>> {
         Box::pin(async move {
             let bytes = &payload[off..off + h.len as usize];
             let key = &bytes[h.key_range()];
             let value = &bytes[h.value_range()];
             let lsn = objects::apply_replicated(&cc, p, &h, key, &routed, value, repair).await?;
-            if let (Some(lsn), true) = (lsn, settle) {
-                objects::settle(cc.part(p), lsn).await?;
-            }
-            Ok(lsn.map(|l| (p, l)))
+            Ok(objects::settle(cc.part(p), lsn).await?)
         })
     };
     c.call(core, run).await
 }
 
-type BlockTask = glommio::Task<Result<Option<(u32, u64)>, ApplyError>>;
+type BlockTask = glommio::Task<Result<(), ApplyError>>;
 
 /// Waits for every block write in flight, even after one has failed:
 /// dropping a task cancels it at whatever await it sits, and storage work
@@ -192,7 +189,7 @@ pub async fn apply_records_unsettled(
         stats.records += 1;
         stats.bytes += h.len as u64;
         let (c2, pl, routed) = (c.clone(), payload.clone(), routed.clone());
-        blocks.push_back((i, glommio::spawn_local(async move { apply_on_owner(&c2, pl, off, h, routed, repair, true).await })));
+        blocks.push_back((i, glommio::spawn_local(async move { apply_on_owner(&c2, pl, off, h, routed, repair).await })));
     }
     let mut local_waits: Unsettled = Vec::new();
     let mut failed: Option<ApplyError> = None;
@@ -222,16 +219,14 @@ pub async fn apply_records_unsettled(
         let res = if c.node.owner(p) == c.id {
             let value = &bytes[h.value_range()];
             objects::apply_replicated(c, p, &h, key, &routed, value, repair).await.map_err(ApplyError::from).map(|lsn| {
-                if let Some(lsn) = lsn {
-                    // LSNs only grow, so the last one per partition covers the rest.
-                    match local_waits.iter_mut().find(|w| w.0 == p) {
-                        Some(w) => w.1 = lsn,
-                        None => local_waits.push((p, lsn)),
-                    }
+                // LSNs only grow, so the last one per partition covers the rest.
+                match local_waits.iter_mut().find(|w| w.0 == p) {
+                    Some(w) => w.1 = lsn,
+                    None => local_waits.push((p, lsn)),
                 }
             })
         } else {
-            apply_on_owner(c, payload.clone(), off, h, routed, repair, true).await.map(|_| ())
+            apply_on_owner(c, payload.clone(), off, h, routed, repair).await
         };
         if let Err(e) = res {
             failed = Some(e);

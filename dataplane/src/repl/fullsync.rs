@@ -28,7 +28,7 @@ use wire::{DataHello, DataHelloReply, Msg, PURPOSE_FULLSYNC};
 use super::net::{self, Chunk, ConnError, FrameConn, ZEROS};
 use super::{now_ms, SinkCfg};
 use crate::admin::AdminResponse;
-use crate::model::{parse_block_key, Manifest, Uid, NS_MANIFEST};
+use crate::model::{parse_block_key, Manifest, NS_MANIFEST};
 use crate::runtime::Core;
 
 /// Push frames a partition worker keeps unacknowledged.
@@ -660,7 +660,7 @@ async fn push_keys(
     let cfg = c.node.cfg.repl.clone();
     // Blocks of uploads that lost (to a newer write or a delete) are
     // garbage waiting for their reclaim leeway: not worth a byte of link.
-    let mut uploads: BTreeMap<(String, String, Uid), storage::Version> = BTreeMap::new();
+    let mut uploads: BTreeMap<crate::objects::UploadId, storage::Version> = BTreeMap::new();
     for k in keys {
         if let (Some((b, key, uid, _)), Some(e)) = (parse_block_key(k), part.get(k)) {
             let v = uploads.entry((b, key, uid)).or_insert(e.version);
@@ -670,7 +670,7 @@ async fn push_keys(
     let lost = if uploads.is_empty() {
         Default::default()
     } else {
-        crate::objects::superseded_uploads(c, uploads.into_iter().map(|((b, k, u), v)| (b, k, u, v)).collect()).await
+        crate::objects::superseded_uploads(c, uploads.into_iter().collect()).await
     };
     let is_lost = |k: &[u8]| !lost.is_empty() && parse_block_key(k).is_some_and(|(b, key, uid, _)| lost.contains(&(b, key, uid)));
     let mut i = 0;

@@ -739,7 +739,7 @@ async fn serve_data(c: Rc<Core>, stream: glommio::net::TcpStream) -> Result<(), 
                             let c2 = c.clone();
                             Some(glommio::spawn_local(async move { super::apply::settle_local(&c2, &waits).await }))
                         };
-                        let ack = machine.batch_applied(&b, now_ms());
+                        let ack = machine.batch_applied(&b);
                         Unacked { ack, durable_lsn: machine.applied(b.partition).unwrap_or(0), settle }
                     }
                 };
