@@ -183,6 +183,7 @@ pub async fn status(core: &Rc<Core>) -> Value {
             "requests": t.requests.iter().map(|(op, st, c)| json!({"op": op.name(), "status": st, "count": c})).collect::<Vec<_>>(),
             "bytes_in": t.bytes_in,
             "bytes_out": t.bytes_out,
+            "bytes_copied": t.bytes_copied,
             "connections_open": t.connections_open,
         },
         "repl": crate::repl::admin::status_json(core).await,

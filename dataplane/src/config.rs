@@ -90,6 +90,12 @@ pub struct S3Config {
     /// Period of the orphan-block sweep (blocks nothing refers to are
     /// expunged after two consecutive passes find them).
     pub orphan_sweep_interval_ms: u64,
+    /// Accept AWS Signature Version 2 (header and presigned query), as older
+    /// clients and aws CLI v1 `s3 presign` send it.
+    pub sigv2: bool,
+    /// Domains for virtual-hosted–style requests: a Host of
+    /// `BUCKET.DOMAIN` names the bucket. Empty: path style only.
+    pub domains: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -220,6 +226,8 @@ impl Default for S3Config {
             max_connections_per_core: 4096,
             reclaim_leeway_ms: 30_000,
             orphan_sweep_interval_ms: 600_000,
+            sigv2: true,
+            domains: Vec::new(),
         }
     }
 }

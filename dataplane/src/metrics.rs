@@ -22,10 +22,19 @@ pub enum Op {
     AbortMultipartUpload,
     ListParts,
     ListMultipartUploads,
+    CopyObject,
+    UploadPartCopy,
+    GetObjectTagging,
+    PutObjectTagging,
+    DeleteObjectTagging,
+    GetObjectAttributes,
+    GetBucketLocation,
+    GetBucketVersioning,
+    NotImplemented,
     Other,
 }
 
-pub const OPS: [Op; 17] = [
+pub const OPS: [Op; 26] = [
     Op::ListBuckets,
     Op::CreateBucket,
     Op::HeadBucket,
@@ -42,6 +51,15 @@ pub const OPS: [Op; 17] = [
     Op::AbortMultipartUpload,
     Op::ListParts,
     Op::ListMultipartUploads,
+    Op::CopyObject,
+    Op::UploadPartCopy,
+    Op::GetObjectTagging,
+    Op::PutObjectTagging,
+    Op::DeleteObjectTagging,
+    Op::GetObjectAttributes,
+    Op::GetBucketLocation,
+    Op::GetBucketVersioning,
+    Op::NotImplemented,
     Op::Other,
 ];
 const N_OPS: usize = OPS.len();
@@ -65,6 +83,15 @@ impl Op {
             Op::AbortMultipartUpload => "AbortMultipartUpload",
             Op::ListParts => "ListParts",
             Op::ListMultipartUploads => "ListMultipartUploads",
+            Op::CopyObject => "CopyObject",
+            Op::UploadPartCopy => "UploadPartCopy",
+            Op::GetObjectTagging => "GetObjectTagging",
+            Op::PutObjectTagging => "PutObjectTagging",
+            Op::DeleteObjectTagging => "DeleteObjectTagging",
+            Op::GetObjectAttributes => "GetObjectAttributes",
+            Op::GetBucketLocation => "GetBucketLocation",
+            Op::GetBucketVersioning => "GetBucketVersioning",
+            Op::NotImplemented => "NotImplemented",
             Op::Other => "Other",
         }
     }
@@ -87,6 +114,8 @@ pub struct CoreMetrics {
     lat_count: [AtomicU64; N_OPS],
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// Bytes copied server-side (CopyObject, UploadPartCopy).
+    pub bytes_copied: AtomicU64,
     pub connections_open: AtomicU64,
     pub connections_total: AtomicU64,
     pub connections_refused: AtomicU64,
@@ -104,6 +133,7 @@ impl Default for CoreMetrics {
             lat_count: std::array::from_fn(|_| AtomicU64::new(0)),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            bytes_copied: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
@@ -136,6 +166,7 @@ pub struct Totals {
     pub requests: Vec<(Op, String, u64)>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    pub bytes_copied: u64,
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_refused: u64,
@@ -156,6 +187,7 @@ pub fn totals(all: &[std::sync::Arc<CoreMetrics>]) -> Totals {
     let sum = |f: &dyn Fn(&CoreMetrics) -> &AtomicU64| all.iter().map(|m| f(m).load(Ordering::Relaxed)).sum::<u64>();
     t.bytes_in = sum(&|m| &m.bytes_in);
     t.bytes_out = sum(&|m| &m.bytes_out);
+    t.bytes_copied = sum(&|m| &m.bytes_copied);
     t.connections_open = sum(&|m| &m.connections_open);
     t.connections_total = sum(&|m| &m.connections_total);
     t.connections_refused = sum(&|m| &m.connections_refused);
@@ -240,6 +272,7 @@ pub fn render_s3(p: &mut Prom, all: &[std::sync::Arc<CoreMetrics>]) {
     }
     p.metric("dataplane_s3_bytes_in_total", "counter", "Bytes of S3 request bodies received.", t.bytes_in as f64);
     p.metric("dataplane_s3_bytes_out_total", "counter", "Bytes of S3 response bodies sent.", t.bytes_out as f64);
+    p.metric("dataplane_s3_bytes_copied_total", "counter", "Bytes copied server-side by CopyObject and UploadPartCopy.", t.bytes_copied as f64);
     p.metric("dataplane_s3_connections_open", "gauge", "Open S3 client connections.", t.connections_open as f64);
     p.metric("dataplane_s3_connections_total", "counter", "S3 client connections accepted.", t.connections_total as f64);
     p.metric("dataplane_s3_connections_refused_total", "counter", "Connections refused over the per-core limit.", t.connections_refused as f64);

@@ -207,7 +207,43 @@ pub struct Manifest {
     pub inline: Vec<u8>,
 }
 
+/// Prefix of the `Manifest::user_meta` entries that are not user metadata:
+/// standard headers and tags stored with the object's version. No
+/// `x-amz-meta-` header name can start with it (':' is not a token
+/// character in HTTP), so the manifest's encoding did not change for them.
+pub const SYS_META_PREFIX: char = ':';
+/// Standard headers an object keeps and returns (`:` + header name).
+pub const STORED_HEADERS: [&str; 6] = ["cache-control", "content-disposition", "content-encoding", "content-language", "expires", "x-amz-website-redirect-location"];
+/// The object's tag set, URL-encoded as in `x-amz-tagging` (`k1=v1&k2=v2`).
+pub const SYS_TAGGING: &str = ":tagging";
+/// A multipart object's part checksums (base64, comma-separated, in part
+/// order), when its parts had them; the algorithm is the one of the
+/// object's composite checksum in `Manifest::checksums`.
+pub const SYS_PART_CHECKSUMS: &str = ":part-checksums";
+
+pub fn sys_meta_name(header: &str) -> String {
+    format!("{SYS_META_PREFIX}{header}")
+}
+
 impl Manifest {
+    /// User metadata (`x-amz-meta-*`), without the stored system entries.
+    pub fn user_metadata(&self) -> impl Iterator<Item = &(String, String)> {
+        self.user_meta.iter().filter(|(n, _)| !n.starts_with(SYS_META_PREFIX))
+    }
+
+    /// A stored system entry (`SYS_TAGGING`, or `sys_meta_name(header)`).
+    pub fn sys(&self, name: &str) -> Option<&str> {
+        self.user_meta.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Sets (or with `None` removes) a system entry.
+    pub fn set_sys(&mut self, name: &str, value: Option<String>) {
+        self.user_meta.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            self.user_meta.push((name.to_string(), v));
+        }
+    }
+
     pub fn version(&self) -> Version {
         Version { hlc: self.version_hlc, cluster: self.version_cluster }
     }

@@ -374,28 +374,103 @@ fn uids_of(m: &Manifest) -> Vec<Uid> {
     m.parts.iter().map(|p| p.uid).collect()
 }
 
-/// Writes a manifest (last writer wins) on the object's core. Blocks of the
-/// version it replaces, or of this one if it lost, are reclaimed.
-pub async fn commit_manifest(c: &Rc<Core>, m: Manifest, routed: Vec<u64>, drop_intents: Vec<Uid>) -> S3Result<Committed> {
-    let p = object_partition(&m.bucket, &m.key, c.node.ring);
-    c.on_partition(p, move |cc| Box::pin(async move { commit_manifest_local(&cc, p, m, routed, drop_intents).await })).await
+/// A precondition on a write (S3 conditional writes), decided on the core
+/// that owns the object, against the version there at the moment of the
+/// append.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum WriteCondition {
+    #[default]
+    None,
+    /// `If-None-Match: *`: only if the object does not exist.
+    IfNoneMatch,
+    /// `If-Match: ETAG[, ETAG…]` (or `*`): only if the object exists with
+    /// one of these ETags.
+    IfMatch(Vec<String>),
+    /// Only if the object's current version is this one: a change of an
+    /// object read a moment before (its tags), made on what was read.
+    IfVersion(Version),
 }
 
-pub async fn commit_manifest_local(cc: &Rc<Core>, p: u32, m: Manifest, routed: Vec<u64>, drop_intents: Vec<Uid>) -> S3Result<Committed> {
+/// Times a conditional write reads the current version again after another
+/// write to the same key came between its check and its append.
+const MAX_CONDITIONAL_RETRIES: u32 = 16;
+
+fn precondition_failed() -> S3Error {
+    S3Error::new(S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
+}
+
+/// Checks `cond` against the key's current record (`cur`).
+fn check_condition(part: &Partition, mk: &[u8], cur: Option<storage::Entry>, cond: &WriteCondition, bucket: &str, key: &str) -> S3Result<()> {
+    let live = cur.filter(|e| e.kind == Kind::Manifest);
+    match cond {
+        WriteCondition::None => Ok(()),
+        WriteCondition::IfNoneMatch => match live {
+            None => Ok(()),
+            Some(_) => Err(precondition_failed()),
+        },
+        WriteCondition::IfVersion(v) => match live {
+            Some(e) if e.version == *v => Ok(()),
+            Some(_) => Err(precondition_failed()),
+            None => Err(no_such_key(bucket, key)),
+        },
+        WriteCondition::IfMatch(etags) => {
+            let Some(e) = live else { return Err(no_such_key(bucket, key)) };
+            let r = part.read_entry(mk, &e, true).map_err(storage_err)?;
+            let m = Manifest::decode(r.value()).map_err(internal)?;
+            if etags.iter().any(|t| t == "*" || *t == m.etag) {
+                Ok(())
+            } else {
+                Err(precondition_failed())
+            }
+        }
+    }
+}
+
+/// Writes a manifest (last writer wins) on the object's core. Blocks of the
+/// version it replaces, or of this one if it lost, are reclaimed.
+pub async fn commit_manifest(c: &Rc<Core>, m: Manifest, routed: Vec<u64>, drop_intents: Vec<Uid>, cond: WriteCondition) -> S3Result<Committed> {
+    let p = object_partition(&m.bucket, &m.key, c.node.ring);
+    c.on_partition(p, move |cc| Box::pin(async move { commit_manifest_local(&cc, p, m, routed, drop_intents, &cond).await })).await
+}
+
+pub async fn commit_manifest_local(cc: &Rc<Core>, p: u32, m: Manifest, routed: Vec<u64>, drop_intents: Vec<Uid>, cond: &WriteCondition) -> S3Result<Committed> {
     let part = cc.part(p).clone();
     let mk = manifest_key(&m.bucket, &m.key);
     let value = m.encode();
     let meta = encode_meta(&routed, mk.len());
     let v = [&value[..]];
-    let out = part
-        .append(&rec(Kind::Manifest, FLAG_REPLICATE | FLAG_TREE | FLAG_ORDERED, &mk, &meta, &v, m.version(), xxh3_64(&value)), PutMode::IfNewer)
-        .await
-        .map_err(storage_err)?;
+    let record = rec(Kind::Manifest, FLAG_REPLICATE | FLAG_TREE | FLAG_ORDERED, &mk, &meta, &v, m.version(), xxh3_64(&value));
+    let mut retries = 0;
+    let out = loop {
+        let mode = if *cond == WriteCondition::None {
+            PutMode::IfNewer
+        } else {
+            let cur = part.get(&mk);
+            check_condition(&part, &mk, cur, cond, &m.bucket, &m.key)?;
+            PutMode::IfUnchanged { at: cur.map(|e| (e.seg, e.off)) }
+        };
+        let out = part.append(&record, mode).await.map_err(storage_err)?;
+        if let (PutMode::IfUnchanged { at }, AppendOutcome::Stale { current, .. }) = (mode, out) {
+            if current.map(|e| (e.seg, e.off)) != at {
+                // Another write to the key came between the check and the
+                // append: decide again on what is there now.
+                retries += 1;
+                if retries > MAX_CONDITIONAL_RETRIES {
+                    return Err(S3Error::new(S3ErrorCode::SlowDown, format!("{}/{}: the conditional write kept racing other writes to the key; retry", m.bucket, m.key)));
+                }
+                continue;
+            }
+        }
+        break out;
+    };
     let (committed, lsn, reclaim) = match out {
         AppendOutcome::Applied { lsn, replaced } => {
             let old = replaced.and_then(|e| part.read_entry(&mk, &e, false).ok()).filter(|r| r.header.kind == Kind::Manifest);
+            // A version that keeps the blocks of the one it replaces (a tag
+            // change, a copy onto itself) must not reclaim them.
+            let kept = uids_of(&m);
             let old_uids = old.and_then(|r| Manifest::decode(r.value()).ok()).map(|o| uids_of(&o)).unwrap_or_default();
-            (Committed::Current, Some(lsn), old_uids)
+            (Committed::Current, Some(lsn), old_uids.into_iter().filter(|u| !kept.contains(u)).collect())
         }
         AppendOutcome::Stale { .. } => (Committed::Superseded, None, uids_of(&m)),
     };
@@ -1031,6 +1106,7 @@ pub async fn complete_upload(
     wanted: Vec<(u32, String)>,
     min_part_bytes: u64,
     block_size: u32,
+    cond: WriteCondition,
 ) -> S3Result<Manifest> {
     let meta = get_upload(c, bucket, key, upload).await?;
     let parts = list_parts(c, bucket, key, upload).await?;
@@ -1064,6 +1140,11 @@ pub async fn complete_upload(
     }).collect();
     let etag = crate::s3::checksum::multipart_etag(&md5s);
     let etag = etag.trim_matches('"').to_string();
+    let (checksums, part_checksums) = composite_of(&meta, &chosen)?;
+    let mut user_meta = meta.user_meta.clone();
+    if let Some(pc) = part_checksums {
+        user_meta.push((SYS_PART_CHECKSUMS.to_string(), pc));
+    }
     let version = local_version(c);
     let manifest = Manifest {
         bucket: bucket.to_string(),
@@ -1073,8 +1154,8 @@ pub async fn complete_upload(
         size: chosen.iter().map(|p| p.size).sum(),
         etag,
         content_type: meta.content_type.clone(),
-        user_meta: meta.user_meta.clone(),
-        checksums: Vec::new(),
+        user_meta,
+        checksums,
         last_modified_ms: storage::now_ms(),
         block_size,
         parts: chosen.iter().map(|p| PartRef { uid: p.uid, size: p.size }).collect(),
@@ -1092,7 +1173,7 @@ pub async fn complete_upload(
             if part.get(&upload_key(&b, &k, &up)).is_none() {
                 return Err(no_such_upload(&upload_id_str(&up)));
             }
-            commit_manifest_local(&cc, p, m2, routed, Vec::new()).await?;
+            commit_manifest_local(&cc, p, m2, routed, Vec::new(), &cond).await?;
             // The part records go; their blocks now belong to the manifest
             // (unused parts are reclaimed through intents).
             after_commit(&cc, p, &b, &k, None, unused, Vec::new()).await;
@@ -1105,6 +1186,31 @@ pub async fn complete_upload(
     })
     .await?;
     Ok(manifest)
+}
+
+/// The composite checksum of a completed multipart object (S3's "checksum
+/// of checksums", `BASE64-N`) and its parts' checksums, when every chosen
+/// part has a checksum of one algorithm (the upload's, if it named one).
+fn composite_of(meta: &UploadMeta, chosen: &[PartMeta]) -> S3Result<(Vec<(String, String)>, Option<String>)> {
+    use crate::s3::checksum::{composite_checksum, ChecksumAlgorithm};
+    let named = ChecksumAlgorithm::from_name(&meta.checksum_algorithm);
+    let first = chosen.first().and_then(|p| p.checksums.first()).and_then(|(n, _)| ChecksumAlgorithm::from_header_name(n));
+    let Some(alg) = named.or(first) else { return Ok((Vec::new(), None)) };
+    let mut values = Vec::with_capacity(chosen.len());
+    for p in chosen {
+        match p.checksums.iter().find(|(n, _)| ChecksumAlgorithm::from_header_name(n) == Some(alg)) {
+            Some((_, v)) => values.push(v.as_str()),
+            None if named.is_some() => {
+                return Err(S3Error::new(
+                    S3ErrorCode::InvalidRequest,
+                    format!("part {} was uploaded without the {} checksum this multipart upload was created with", p.part_number, alg.name()),
+                ))
+            }
+            None => return Ok((Vec::new(), None)),
+        }
+    }
+    let composite = composite_checksum(alg, &values)?;
+    Ok((vec![(alg.header_name().to_string(), composite)], Some(values.join(","))))
 }
 
 pub async fn abort_upload(c: &Rc<Core>, bucket: &str, key: &str, upload: &Uid) -> S3Result<()> {
@@ -1157,7 +1263,9 @@ pub async fn apply_replicated(cc: &Rc<Core>, p: u32, h: &storage::Header, key: &
             if let (Some(e), Some((b, k))) = (replaced, replaced.and_then(|_| ids())) {
                 let old = part.read_entry(key, &e, false).ok().filter(|r| r.header.kind == Kind::Manifest).and_then(|r| Manifest::decode(r.value()).ok());
                 if let Some(old) = old {
-                    let uids = uids_of(&old);
+                    // Blocks the new version names too (a tag change) stay.
+                    let kept = if h.kind == Kind::Manifest { Manifest::decode(value).map(|m| uids_of(&m)).unwrap_or_default() } else { Vec::new() };
+                    let uids: Vec<Uid> = uids_of(&old).into_iter().filter(|u| !kept.contains(u)).collect();
                     if !uids.is_empty() {
                         after_replace(cc, p, &b, &k, Some(lsn), uids, Vec::new()).await;
                     }

@@ -167,6 +167,12 @@ pub enum PutMode {
     /// and offset (`Entry::seg`, `Entry::off`): for removing a record seen
     /// earlier without racing a newer copy of it. A missing key is stale.
     IfAt { seg: u32, off: u64 },
+    /// Append only if the key's current record is still the one a caller
+    /// looked at (`at`: its segment and offset; `None`: the key was absent)
+    /// and the version is newer: a conditional write (S3 `If-Match`,
+    /// `If-None-Match`) decided on what it read, with no other write to the
+    /// key in between.
+    IfUnchanged { at: Option<(u32, u64)> },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1170,6 +1176,17 @@ impl Partition {
                 Some(cur) if cur.seg == seg && cur.off == off => {}
                 cur => return AppendOutcome::Stale { current: cur, head: self.head_lsn() },
             },
+            PutMode::IfUnchanged { at } => {
+                let cur = inner.index.borrow().get(r.key);
+                let same = match (cur, at) {
+                    (None, None) => true,
+                    (Some(c), Some((seg, off))) => c.seg == seg && c.off == off && r.version > c.version,
+                    _ => false,
+                };
+                if !same {
+                    return AppendOutcome::Stale { current: cur, head: self.head_lsn() };
+                }
+            }
         }
         let mut ws = inner.w.borrow_mut();
         let w = ws.as_mut().expect("write state present while open");

@@ -33,9 +33,11 @@ pub enum S3ErrorCode {
     InvalidDigest,
     InvalidPart,
     InvalidPartOrder,
+    InvalidPartNumber,
     InvalidRange,
     InvalidRequest,
     InvalidStorageClass,
+    InvalidTag,
     InvalidURI,
     KeyTooLongError,
     MalformedTrailerError,
@@ -84,9 +86,11 @@ impl S3ErrorCode {
         S3ErrorCode::InvalidDigest,
         S3ErrorCode::InvalidPart,
         S3ErrorCode::InvalidPartOrder,
+        S3ErrorCode::InvalidPartNumber,
         S3ErrorCode::InvalidRange,
         S3ErrorCode::InvalidRequest,
         S3ErrorCode::InvalidStorageClass,
+        S3ErrorCode::InvalidTag,
         S3ErrorCode::InvalidURI,
         S3ErrorCode::KeyTooLongError,
         S3ErrorCode::MalformedTrailerError,
@@ -137,8 +141,10 @@ impl S3ErrorCode {
             InvalidPart => "InvalidPart",
             InvalidPartOrder => "InvalidPartOrder",
             InvalidRange => "InvalidRange",
+            InvalidPartNumber => "InvalidPartNumber",
             InvalidRequest => "InvalidRequest",
             InvalidStorageClass => "InvalidStorageClass",
+            InvalidTag => "InvalidTag",
             InvalidURI => "InvalidURI",
             KeyTooLongError => "KeyTooLongError",
             MalformedTrailerError => "MalformedTrailerError",
@@ -189,6 +195,7 @@ impl S3ErrorCode {
             | InvalidPartOrder
             | InvalidRequest
             | InvalidStorageClass
+            | InvalidTag
             | InvalidURI
             | KeyTooLongError
             | MalformedTrailerError
@@ -210,7 +217,7 @@ impl S3ErrorCode {
             BucketAlreadyExists | BucketAlreadyOwnedByYou | BucketNotEmpty => 409,
             MissingContentLength => 411,
             PreconditionFailed => 412,
-            InvalidRange => 416,
+            InvalidRange | InvalidPartNumber => 416,
             InternalError => 500,
             NotImplemented => 501,
             ServiceUnavailable | SlowDown => 503,
@@ -243,8 +250,10 @@ impl S3ErrorCode {
             InvalidPart => "One or more of the specified parts could not be found. The part may not have been uploaded, or the specified entity tag may not match the part's entity tag.",
             InvalidPartOrder => "The list of parts was not in ascending order. The parts list must be specified in order by part number.",
             InvalidRange => "The requested range is not satisfiable",
+            InvalidPartNumber => "The requested partnumber is not satisfiable",
             InvalidRequest => "Invalid Request",
             InvalidStorageClass => "The storage class you specified is not valid",
+            InvalidTag => "The tag set you provided is not valid",
             InvalidURI => "Couldn't parse the specified URI.",
             KeyTooLongError => "Your key is too long",
             MalformedTrailerError => "The request contained trailing data that was not well-formed or did not conform to our published schema.",

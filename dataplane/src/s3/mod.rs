@@ -21,7 +21,9 @@ pub mod error;
 pub mod http;
 pub mod names;
 pub mod range;
+pub mod sigv2;
 pub mod sigv4;
+pub mod tagging;
 pub mod xml;
 
 #[cfg(test)]

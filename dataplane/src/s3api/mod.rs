@@ -18,7 +18,14 @@ use crate::s3::chunked::AwsChunkedDecoder;
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::http::{self as h, BodyFraming, RequestHead};
 use crate::s3::sigv4::{self, AuthOutcome, PayloadMode, SignedRequest};
-use crate::s3::{datetime, names, range, xml};
+use crate::s3::{datetime, names, range, sigv2, xml};
+
+mod attributes;
+mod copy;
+mod route;
+mod tagging;
+
+use route::{Level, Route};
 
 /// Largest XML request body (CompleteMultipartUpload, DeleteObjects).
 pub const MAX_XML_BODY_BYTES: usize = 2 << 20;
@@ -41,9 +48,6 @@ struct Req {
 impl Req {
     fn q(&self, name: &str) -> Option<&str> {
         h::query_param(&self.query, name)
-    }
-    fn has_q(&self, name: &str) -> bool {
-        self.query.iter().any(|(k, _)| k == name)
     }
     fn owner(&self) -> String {
         self.auth.as_ref().map(|a| a.access_key.clone()).unwrap_or_else(|| "anonymous".into())
@@ -152,38 +156,33 @@ fn secret_for(core: &Core, access_key: &str) -> Option<String> {
     core.node.cfg.s3.keys.iter().find(|k| k.access_key == access_key).map(|k| k.secret_key.clone())
 }
 
-fn classify(method: &str, bucket: &Option<String>, key: &Option<String>, query: &[(String, String)]) -> Op {
-    let has = |n: &str| query.iter().any(|(k, _)| k == n);
-    match (method, bucket.is_some(), key.is_some()) {
-        ("GET", false, _) => Op::ListBuckets,
-        ("PUT", true, false) => Op::CreateBucket,
-        ("HEAD", true, false) => Op::HeadBucket,
-        ("DELETE", true, false) => Op::DeleteBucket,
-        ("GET", true, false) if has("uploads") => Op::ListMultipartUploads,
-        ("GET", true, false) => Op::ListObjects,
-        ("POST", true, false) if has("delete") => Op::DeleteObjects,
-        ("PUT", true, true) if has("uploadId") => Op::UploadPart,
-        ("PUT", true, true) => Op::PutObject,
-        ("GET", true, true) if has("uploadId") => Op::ListParts,
-        ("GET", true, true) => Op::GetObject,
-        ("HEAD", true, true) => Op::HeadObject,
-        ("DELETE", true, true) if has("uploadId") => Op::AbortMultipartUpload,
-        ("DELETE", true, true) => Op::DeleteObject,
-        ("POST", true, true) if has("uploads") => Op::CreateMultipartUpload,
-        ("POST", true, true) if has("uploadId") => Op::CompleteMultipartUpload,
-        _ => Op::Other,
-    }
-}
-
 fn is_read(op: Op) -> bool {
-    matches!(op, Op::ListBuckets | Op::HeadBucket | Op::ListObjects | Op::GetObject | Op::HeadObject | Op::ListParts | Op::ListMultipartUploads)
+    matches!(
+        op,
+        Op::ListBuckets
+            | Op::HeadBucket
+            | Op::ListObjects
+            | Op::GetObject
+            | Op::HeadObject
+            | Op::ListParts
+            | Op::ListMultipartUploads
+            | Op::GetObjectTagging
+            | Op::GetObjectAttributes
+            | Op::GetBucketLocation
+            | Op::GetBucketVersioning
+    )
 }
 
 /// Handles one request; returns the operation, the status sent, and
 /// whether the connection may be reused.
 async fn handle(core: &Rc<Core>, conn: &mut Conn, head: RequestHead, id: String) -> (Op, u16, After) {
     let query = h::parse_query(&head.raw_query);
-    let (bucket, key) = match h::split_path_style(&head.raw_path) {
+    let vhost = route::bucket_from_host(head.header("host").unwrap_or(""), &core.node.cfg.s3.domains);
+    let split = match &vhost {
+        Some(b) => route::split_virtual_host(b, &head.raw_path),
+        None => h::split_path_style(&head.raw_path),
+    };
+    let (bucket, key) = match split {
         Ok(x) => x,
         Err(e) => {
             let st = e.status();
@@ -191,12 +190,28 @@ async fn handle(core: &Rc<Core>, conn: &mut Conn, head: RequestHead, id: String)
             return (Op::Other, st, After::Close);
         }
     };
-    let op = classify(&head.method, &bucket, &key, &query);
+    let level = match (&bucket, &key) {
+        (None, _) => Level::Service,
+        (Some(_), None) => Level::Bucket,
+        (Some(_), Some(_)) => Level::Object,
+    };
+    let routed = route::classify(&head.method, level, &query, head.header("x-amz-copy-source").is_some());
+    let op = match &routed {
+        Route::Serve(op) => *op,
+        Route::NotImplemented(_) => Op::NotImplemented,
+        Route::MethodNotAllowed => Op::Other,
+    };
     // Authenticate before reading any of the body.
     let auth = {
         let sreq = SignedRequest::from_head(&head);
-        if sigv4::has_auth(&sreq) {
-            match sigv4::verify(&sreq, &|ak| secret_for(core, ak), SystemTime::now()) {
+        let v2 = core.node.cfg.s3.sigv2 && sigv2::is_v2(&sreq);
+        if v2 || sigv4::has_auth(&sreq) {
+            let verified = if v2 {
+                sigv2::verify(&sreq, vhost.as_deref(), &|ak| secret_for(core, ak), SystemTime::now())
+            } else {
+                sigv4::verify(&sreq, &|ak| secret_for(core, ak), SystemTime::now())
+            };
+            match verified {
                 Ok(a) => Some(a),
                 Err(e) => {
                     let st = e.status();
@@ -220,7 +235,14 @@ async fn handle(core: &Rc<Core>, conn: &mut Conn, head: RequestHead, id: String)
     };
     let keep = if head.keep_alive() { After::KeepAlive } else { After::Close };
     let mut req = Req { head, bucket, key, query, auth, id };
-    let res = route(core, conn, &mut req, op).await;
+    let res = match routed {
+        Route::Serve(op) => dispatch(core, conn, &mut req, op).await,
+        Route::NotImplemented(what) => Err(unread_failure(&req, not_implemented(&what))),
+        Route::MethodNotAllowed => Err(unread_failure(
+            &req,
+            S3Error::new(S3ErrorCode::MethodNotAllowed, format!("The specified method {} is not allowed against this resource", req.head.method)),
+        )),
+    };
     match res {
         Ok((status, after)) => (op, status, if after == After::Close { After::Close } else { keep }),
         Err(Failure { err, after }) => {
@@ -264,14 +286,21 @@ fn aborting(err: S3Error) -> Failure {
 
 type HResult = Result<(u16, After), Failure>;
 
-async fn route(core: &Rc<Core>, conn: &mut Conn, req: &mut Req, op: Op) -> HResult {
-    // Requests with a body we do not read must not keep the connection.
+/// A failure answered without reading the request's body: the connection
+/// cannot be reused when there is one.
+fn unread_failure(req: &Req, e: S3Error) -> Failure {
     let has_body = !matches!(req.head.body_framing(), Ok(BodyFraming::None) | Ok(BodyFraming::ContentLength(0)));
-    let unread = |e: S3Error| if has_body { closing(e) } else { Failure::from(e) };
+    if has_body {
+        closing(e)
+    } else {
+        Failure::from(e)
+    }
+}
+
+async fn dispatch(core: &Rc<Core>, conn: &mut Conn, req: &mut Req, op: Op) -> HResult {
+    let unread = |e: S3Error| unread_failure(req, e);
     if let Some(b) = &req.bucket {
-        if op != Op::ListBuckets {
-            names::validate_bucket_name(b).map_err(unread)?;
-        }
+        names::validate_bucket_name(b).map_err(unread)?;
     }
     if let Some(k) = &req.key {
         names::validate_key(k).map_err(unread)?;
@@ -297,43 +326,38 @@ async fn route(core: &Rc<Core>, conn: &mut Conn, req: &mut Req, op: Op) -> HResu
             }
             send_empty(conn, 204, &req.id, &[]).await
         }
-        Op::ListObjects => {
-            if req.has_q("location") {
-                let b = req.bucket.clone().unwrap();
-                objects::require_bucket(core, &b).await?;
-                let body = xml::location_constraint(&core.node.cfg.s3.region);
-                return send_xml(conn, 200, &req.id, body).await;
-            }
-            if let Some(sub) = unsupported_subresource(req) {
-                return Err(unread(not_implemented(&sub)));
-            }
-            list_objects(core, conn, req).await
+        Op::GetBucketLocation => {
+            let b = req.bucket.clone().unwrap();
+            objects::require_bucket(core, &b).await?;
+            let body = xml::location_constraint(&core.node.cfg.s3.region);
+            send_xml(conn, 200, &req.id, body).await
         }
+        Op::GetBucketVersioning => {
+            // One version per key: versioning was never enabled.
+            let b = req.bucket.clone().unwrap();
+            objects::require_bucket(core, &b).await?;
+            let body = r#"<?xml version="1.0" encoding="UTF-8"?><VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>"#.to_string();
+            send_xml(conn, 200, &req.id, body).await
+        }
+        Op::ListObjects => list_objects(core, conn, req).await,
         Op::ListMultipartUploads => list_uploads(core, conn, req).await,
         Op::DeleteObjects => delete_objects(core, conn, req).await,
-        Op::PutObject => {
-            if req.head.header("x-amz-copy-source").is_some() {
-                return Err(unread(not_implemented("CopyObject (x-amz-copy-source)")));
-            }
-            if let Some(sub) = unsupported_subresource(req) {
-                return Err(unread(not_implemented(&sub)));
-            }
-            put_object(core, conn, req).await
-        }
-        Op::GetObject | Op::HeadObject => {
-            if let Some(sub) = unsupported_subresource(req) {
-                return Err(unread(not_implemented(&sub)));
-            }
-            get_object(core, conn, req, op == Op::HeadObject).await
-        }
+        Op::PutObject => put_object(core, conn, req).await,
+        Op::CopyObject => copy::copy_object(core, conn, req).await,
+        Op::GetObject | Op::HeadObject => get_object(core, conn, req, op == Op::HeadObject).await,
         Op::DeleteObject => {
             let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
             objects::require_bucket(core, &b).await.map_err(unread)?;
             objects::delete_object(core, &b, &k).await.map_err(unread)?;
             send_empty(conn, 204, &req.id, &[]).await
         }
+        Op::GetObjectTagging => tagging::get_tagging(core, conn, req).await,
+        Op::PutObjectTagging => tagging::put_tagging(core, conn, req).await,
+        Op::DeleteObjectTagging => tagging::delete_tagging(core, conn, req).await,
+        Op::GetObjectAttributes => attributes::get_object_attributes(core, conn, req).await,
         Op::CreateMultipartUpload => create_upload(core, conn, req).await,
         Op::UploadPart => upload_part(core, conn, req).await,
+        Op::UploadPartCopy => copy::upload_part_copy(core, conn, req).await,
         Op::CompleteMultipartUpload => complete_upload(core, conn, req).await,
         Op::AbortMultipartUpload => {
             let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
@@ -342,17 +366,8 @@ async fn route(core: &Rc<Core>, conn: &mut Conn, req: &mut Req, op: Op) -> HResu
             send_empty(conn, 204, &req.id, &[]).await
         }
         Op::ListParts => list_parts(core, conn, req).await,
-        Op::Other => Err(unread(S3Error::new(
-            S3ErrorCode::MethodNotAllowed,
-            format!("The specified method {} is not allowed against this resource", req.head.method),
-        ))),
+        Op::NotImplemented | Op::Other => unreachable!("the route table serves only implemented operations"),
     }
-}
-
-/// Bucket/object sub-resources this node does not implement.
-fn unsupported_subresource(req: &Req) -> Option<String> {
-    const KNOWN: [&str; 12] = ["acl", "policy", "versioning", "tagging", "lifecycle", "cors", "website", "logging", "notification", "replication", "encryption", "versions"];
-    req.query.iter().find(|(k, _)| KNOWN.contains(&k.as_str())).map(|(k, _)| format!("the ?{k} sub-resource"))
 }
 
 fn not_implemented(what: &str) -> S3Error {
@@ -728,6 +743,50 @@ fn user_meta(req: &Req) -> S3Result<Vec<(String, String)>> {
     Ok(v)
 }
 
+/// Everything of a write's headers that is stored with the object: user
+/// metadata, the standard headers an object keeps, and its tags.
+fn object_meta(req: &Req) -> S3Result<Vec<(String, String)>> {
+    let mut v = user_meta(req)?;
+    v.extend(stored_headers(req));
+    if let Some(t) = req.head.header("x-amz-tagging") {
+        let tags = crate::s3::tagging::parse_header(t)?;
+        if !tags.is_empty() {
+            v.push((SYS_TAGGING.to_string(), crate::s3::tagging::encode(&tags)));
+        }
+    }
+    Ok(v)
+}
+
+/// The standard headers of a write that the object keeps and returns.
+fn stored_headers(req: &Req) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for name in STORED_HEADERS {
+        let Some(val) = req.head.header(name) else { continue };
+        let val = if name == "content-encoding" {
+            // aws-chunked is how this request's body was framed, not how
+            // the object is encoded.
+            val.split(',').map(|t| t.trim()).filter(|t| !t.is_empty() && !crate::s3::chunked::is_aws_chunked(t)).collect::<Vec<_>>().join(",")
+        } else {
+            val.to_string()
+        };
+        if !val.is_empty() {
+            v.push((sys_meta_name(name), val));
+        }
+    }
+    v
+}
+
+/// The precondition of a write (`If-None-Match: *`, `If-Match: ETAG`).
+fn write_condition(req: &Req) -> S3Result<objects::WriteCondition> {
+    match (req.head.header("if-none-match"), req.head.header("if-match")) {
+        (None, None) => Ok(objects::WriteCondition::None),
+        (Some(v), None) if v.trim() == "*" => Ok(objects::WriteCondition::IfNoneMatch),
+        (Some(v), None) => Err(not_implemented(&format!("If-None-Match: {v} on a write (only If-None-Match: * is)"))),
+        (None, Some(v)) => Ok(objects::WriteCondition::IfMatch(v.split(',').map(|t| xml::normalize_etag(t.trim()).to_string()).filter(|t| !t.is_empty()).collect())),
+        (Some(_), Some(_)) => Err(S3Error::new(S3ErrorCode::InvalidRequest, "If-Match and If-None-Match cannot both be given on a write")),
+    }
+}
+
 async fn send_continue(conn: &mut Conn, req: &Req) -> Result<(), Failure> {
     if req.head.expects_continue() {
         conn.write_all(h::CONTINUE_RESPONSE).await.map_err(|_| aborting(internal_io()))?;
@@ -807,7 +866,8 @@ async fn put_object(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult 
     } else if !matches!(req.head.body_framing(), Ok(BodyFraming::Chunked)) {
         return Err(closing(S3Error::new(S3ErrorCode::MissingContentLength, "You must provide the Content-Length HTTP header.")));
     }
-    let meta = user_meta(req).map_err(closing)?;
+    let meta = object_meta(req).map_err(closing)?;
+    let cond = write_condition(req).map_err(closing)?;
     let mut checks = BodyChecks::new(req).map_err(closing)?;
     objects::require_bucket(core, &b).await.map_err(closing)?;
     send_continue(conn, req).await?;
@@ -847,7 +907,7 @@ async fn put_object(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult 
         inline: inline.unwrap_or_default(),
     };
     let intents = if manifest.parts.is_empty() { Vec::new() } else { vec![writer.uid] };
-    match objects::commit_manifest(core, manifest, vec![core.node.cluster_id], intents).await {
+    match objects::commit_manifest(core, manifest, vec![core.node.cluster_id], intents, cond).await {
         Ok(Committed::Current) | Ok(Committed::Superseded) => {}
         Err(e) => {
             writer.abort().await;
@@ -888,12 +948,22 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
     if not_modified {
         return send_empty(conn, 304, &req.id, &[("ETag", &etag_q), ("Last-Modified", &last_modified)]).await;
     }
-    let range = match req.head.header("range") {
-        Some(r) => range::parse_range(r, m.size)?,
+    let part_number = match req.q("partNumber") {
         None => None,
+        Some(n) => Some(n.parse::<u32>().ok().filter(|n| (1..=objects::MAX_PARTS).contains(n)).ok_or_else(|| {
+            S3Error::new(S3ErrorCode::InvalidArgument, format!("Part number must be an integer between 1 and {}, inclusive", objects::MAX_PARTS))
+        })?),
+    };
+    let multipart = m.etag.contains('-');
+    let range = match (part_number, req.head.header("range")) {
+        (Some(_), Some(_)) => return Err(S3Error::new(S3ErrorCode::InvalidRequest, "Cannot specify both Range header and partNumber query parameter").into()),
+        (Some(n), None) => Some(part_range(&m, n)?),
+        (None, Some(r)) => range::parse_range(r, m.size)?,
+        (None, None) => None,
     };
     let (status, start, end) = match range {
-        Some((s, e)) => (206u16, s, e),
+        Some((s, e)) if part_number.is_none() || multipart => (206u16, s, e),
+        Some((s, e)) => (200u16, s, e),
         None => (200u16, 0, m.size.saturating_sub(1)),
     };
     let len = if m.size == 0 { 0 } else { end - start + 1 };
@@ -901,7 +971,6 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
     let mut hs = common_headers(&req.id, &date);
     hs.push(("ETag", &etag_q));
     hs.push(("Last-Modified", &last_modified));
-    hs.push(("Content-Type", &m.content_type));
     hs.push(("Accept-Ranges", "bytes"));
     // The object's version (hybrid logical clock and originating cluster):
     // equal on every site that holds the same version of the object.
@@ -911,11 +980,38 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
     if status == 206 {
         hs.push(("Content-Range", &cr));
     }
-    let meta_names: Vec<String> = m.user_meta.iter().map(|(n, _)| format!("x-amz-meta-{n}")).collect();
-    for (i, (_, v)) in m.user_meta.iter().enumerate() {
-        hs.push((&meta_names[i], v));
+    let parts_count = m.parts.len().to_string();
+    if part_number.is_some() && multipart {
+        hs.push(("x-amz-mp-parts-count", &parts_count));
     }
-    if req.head.header("x-amz-checksum-mode").map(|v| v.eq_ignore_ascii_case("enabled")).unwrap_or(false) && status == 200 {
+    // Stored standard headers, each overridden by its response-* parameter.
+    let overrides: Vec<(String, String)> = RESPONSE_OVERRIDES
+        .iter()
+        .map(|(param, header)| {
+            let v = req.q(param).map(|v| v.to_string()).or_else(|| match *header {
+                "content-type" => Some(m.content_type.clone()),
+                h => m.sys(&sys_meta_name(h)).map(|v| v.to_string()),
+            });
+            (header.to_string(), v.unwrap_or_default())
+        })
+        .collect();
+    for (n, v) in &overrides {
+        if !v.is_empty() {
+            hs.push((n.as_str(), v.as_str()));
+        }
+    }
+    if let Some(r) = m.sys(&sys_meta_name("x-amz-website-redirect-location")) {
+        hs.push(("x-amz-website-redirect-location", r));
+    }
+    let tag_count = m.sys(SYS_TAGGING).map(|t| crate::s3::tagging::decode(t).len().to_string());
+    if let Some(n) = &tag_count {
+        hs.push(("x-amz-tagging-count", n));
+    }
+    let meta_names: Vec<(String, &str)> = m.user_metadata().map(|(n, v)| (format!("x-amz-meta-{n}"), v.as_str())).collect();
+    for (n, v) in &meta_names {
+        hs.push((n, v));
+    }
+    if req.head.header("x-amz-checksum-mode").map(|v| v.eq_ignore_ascii_case("enabled")).unwrap_or(false) && (status == 200 || part_number.is_some()) {
         for (n, v) in &m.checksums {
             hs.push((n.as_str(), v.as_str()));
         }
@@ -982,6 +1078,37 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
     Ok((status, After::KeepAlive))
 }
 
+/// `response-*` query parameters of GetObject and the header each overrides.
+const RESPONSE_OVERRIDES: [(&str, &str); 6] = [
+    ("response-content-type", "content-type"),
+    ("response-content-language", "content-language"),
+    ("response-expires", "expires"),
+    ("response-cache-control", "cache-control"),
+    ("response-content-disposition", "content-disposition"),
+    ("response-content-encoding", "content-encoding"),
+];
+
+/// Bytes `[start, end]` of part `n` of an object (`GET ?partNumber=N`); an
+/// object from a single PUT has one part, the whole object.
+fn part_range(m: &Manifest, n: u32) -> S3Result<(u64, u64)> {
+    let multipart = m.etag.contains('-');
+    if !multipart || m.parts.is_empty() {
+        if n != 1 {
+            return Err(S3Error::new(S3ErrorCode::InvalidPartNumber, format!("part {n} requested; this object has 1 part")));
+        }
+        return Ok((0, m.size.saturating_sub(1)));
+    }
+    let i = n as usize - 1;
+    let Some(p) = m.parts.get(i) else {
+        return Err(S3Error::new(S3ErrorCode::InvalidPartNumber, format!("part {n} requested; this object has {} parts", m.parts.len())));
+    };
+    if p.size == 0 {
+        return Err(S3Error::new(S3ErrorCode::InvalidPartNumber, format!("part {n} of this object is empty")));
+    }
+    let start: u64 = m.parts[..i].iter().map(|p| p.size).sum();
+    Ok((start, start + p.size - 1))
+}
+
 fn etag_matches(header: &str, etag: &str) -> bool {
     header.split(',').map(|s| s.trim()).any(|t| t == "*" || xml::normalize_etag(t) == etag)
 }
@@ -1003,7 +1130,7 @@ async fn create_upload(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResu
         upload_id: up,
         created_ms: storage::now_ms(),
         content_type: req.head.header("content-type").unwrap_or("binary/octet-stream").to_string(),
-        user_meta: user_meta(req)?,
+        user_meta: object_meta(req)?,
         checksum_algorithm: req.head.header("x-amz-checksum-algorithm").unwrap_or("").to_string(),
     };
     objects::create_upload(core, meta).await?;
@@ -1018,9 +1145,6 @@ async fn upload_part(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult
         .filter(|n| (1..=objects::MAX_PARTS).contains(n))
         .ok_or_else(|| closing(S3Error::new(S3ErrorCode::InvalidArgument, format!("Part number must be an integer between 1 and {}, inclusive", objects::MAX_PARTS))))?;
     let up = objects::parse_upload_id(req.q("uploadId").unwrap_or("")).map_err(closing)?;
-    if req.head.header("x-amz-copy-source").is_some() {
-        return Err(closing(not_implemented("UploadPartCopy")));
-    }
     let (mut body, size) = open_body(req).map_err(closing)?;
     if let Some(sz) = size {
         if sz > 5 << 30 {
@@ -1074,9 +1198,11 @@ async fn complete_upload(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HRe
     let cfg = &core.node.cfg.s3;
     // Never create an object in a bucket deleted since the upload started.
     objects::require_bucket(core, &b).await?;
-    let m = objects::complete_upload(core, &b, &k, &up, wanted, cfg.min_part_bytes, cfg.block_size).await?;
+    let cond = write_condition(req)?;
+    let m = objects::complete_upload(core, &b, &k, &up, wanted, cfg.min_part_bytes, cfg.block_size, cond).await?;
     let location = format!("/{b}/{k}");
-    send_xml(conn, 200, &req.id, xml::complete_multipart_upload(&location, &b, &k, &m.etag, &[])).await
+    let checks: Vec<(ChecksumAlgorithm, &str)> = m.checksums.iter().filter_map(|(n, v)| ChecksumAlgorithm::from_header_name(n).map(|a| (a, v.as_str()))).collect();
+    send_xml(conn, 200, &req.id, xml::complete_multipart_upload(&location, &b, &k, &m.etag, &checks)).await
 }
 
 async fn list_parts(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
