@@ -96,6 +96,12 @@ pub struct S3Config {
     /// Domains for virtual-hosted–style requests: a Host of
     /// `BUCKET.DOMAIN` names the bucket. Empty: path style only.
     pub domains: Vec<String>,
+    /// Address of the HTTPS listener (none: plain HTTP only, on `listen`).
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the HTTPS listener.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the HTTPS listener (mode 0600).
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -228,6 +234,9 @@ impl Default for S3Config {
             orphan_sweep_interval_ms: 600_000,
             sigv2: true,
             domains: Vec::new(),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

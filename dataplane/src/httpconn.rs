@@ -10,6 +10,8 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::repl::tls::RustlsStream;
+
 use crate::s3::chunked::AwsChunkedDecoder;
 use crate::s3::error::{S3Error, S3ErrorCode};
 use crate::s3::http::{self, BodyFraming, ChunkedDecoder, RequestHead, Step};
@@ -17,8 +19,57 @@ use crate::s3::http::{self, BodyFraming, ChunkedDecoder, RequestHead, Step};
 /// Bytes read from the socket at a time (and the head buffer size).
 pub const READ_BUF_BYTES: usize = 64 << 10;
 
+/// The byte stream under a connection: plain TCP, or TLS (rustls) for the
+/// S3 API's HTTPS listener.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<RustlsStream>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => t.tcp(),
+        }
+    }
+
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(t) => t.read(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.write_all(b).await,
+            Stream::Tls(t) => t.write_all_vectored(&[b]).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush().await,
+            // (rustls output is flushed by every write)
+            Stream::Tls(_) => Ok(()),
+        }
+    }
+
+    /// Ends our side: close_notify first under TLS, then FIN.
+    async fn shutdown_write(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.shutdown(std::net::Shutdown::Write).await.map_err(|e| io::Error::other(e.to_string())),
+            Stream::Tls(t) => {
+                t.send_close_notify().await?;
+                t.tcp().shutdown(std::net::Shutdown::Write).await.map_err(|e| io::Error::other(e.to_string()))
+            }
+        }
+    }
+}
+
 pub struct Conn {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub peer: SocketAddr,
     buf: Vec<u8>,
     pos: usize,
@@ -35,10 +86,15 @@ pub enum ReadHeadError {
 
 impl Conn {
     pub fn new(stream: TcpStream, idle: Duration) -> io::Result<Conn> {
-        let peer = stream.peer_addr()?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(idle))?;
-        stream.set_write_timeout(Some(idle))?;
+        Conn::over(Stream::Plain(stream), idle)
+    }
+
+    pub fn over(stream: Stream, idle: Duration) -> io::Result<Conn> {
+        let tcp = stream.tcp();
+        let peer = tcp.peer_addr()?;
+        tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(Some(idle))?;
+        tcp.set_write_timeout(Some(idle))?;
         Ok(Conn { stream, peer, buf: vec![0; READ_BUF_BYTES], pos: 0, len: 0 })
     }
 
@@ -113,14 +169,14 @@ impl Conn {
         if self.stream.flush().await.is_err() {
             return;
         }
-        if self.stream.shutdown(std::net::Shutdown::Write).await.is_err() {
+        if self.stream.shutdown_write().await.is_err() {
             return;
         }
         let deadline = std::time::Instant::now() + LINGER_MAX;
         let mut discarded = 0u64;
         while discarded < LINGER_MAX_BYTES {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left < Duration::from_millis(1) || self.stream.set_read_timeout(Some(left)).is_err() {
+            if left < Duration::from_millis(1) || self.stream.tcp().set_read_timeout(Some(left)).is_err() {
                 return;
             }
             match self.stream.read(&mut self.buf).await {

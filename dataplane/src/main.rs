@@ -171,14 +171,23 @@ fn serve(path: Option<PathBuf>, set: Vec<String>) -> i32 {
         cfg.node.ring_size,
         cfg.node.data_dir.display()
     );
-    let hook: runtime::StartHook = Arc::new(|c: Rc<runtime::Core>| {
+    let s3_tls = match s3api::S3Tls::load(&cfg.s3) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("dataplane: {e}");
+            return 2;
+        }
+    };
+    let tls_for_cores = s3_tls.clone();
+    let hook: runtime::StartHook = Arc::new(move |c: Rc<runtime::Core>| {
+        let tls = tls_for_cores.clone();
         Box::pin(async move {
             objects::recover_intents(&c).await;
             if c.id == 0 {
                 glommio::spawn_local(admin::serve(c.clone())).detach();
             }
             repl::start_core(&c);
-            s3api::serve(c).await;
+            s3api::serve(c, tls).await;
         })
     });
     let running = match runtime::start(cfg, hook) {
@@ -188,15 +197,27 @@ fn serve(path: Option<PathBuf>, set: Vec<String>) -> i32 {
             return 1;
         }
     };
-    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]) {
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dataplane: cannot install signal handlers: {e}");
             return 1;
         }
     };
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == signal_hook::consts::SIGHUP {
+            // SIGHUP reloads what can be reloaded: the S3 HTTPS certificate.
+            match &s3_tls {
+                Some(t) => match t.reload() {
+                    Ok(()) => log::info!("SIGHUP: reloaded the S3 HTTPS certificate and key"),
+                    Err(e) => log::error!("SIGHUP: the S3 HTTPS certificate was not reloaded ({e}); the previous one stays in use"),
+                },
+                None => log::info!("SIGHUP: nothing to reload (no s3.tls_listen)"),
+            }
+            continue;
+        }
         log::info!("received signal {sig}; shutting down");
+        break;
     }
     match running.shutdown() {
         Ok(()) => {

@@ -114,6 +114,8 @@ pub struct CoreMetrics {
     lat_count: [AtomicU64; N_OPS],
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    /// HTTPS connections whose TLS handshake failed.
+    pub tls_handshake_failures: AtomicU64,
     /// Bytes copied server-side (CopyObject, UploadPartCopy).
     pub bytes_copied: AtomicU64,
     pub connections_open: AtomicU64,
@@ -134,6 +136,7 @@ impl Default for CoreMetrics {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             bytes_copied: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
             connections_open: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
@@ -167,6 +170,7 @@ pub struct Totals {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub bytes_copied: u64,
+    pub tls_handshake_failures: u64,
     pub connections_open: u64,
     pub connections_total: u64,
     pub connections_refused: u64,
@@ -188,6 +192,7 @@ pub fn totals(all: &[std::sync::Arc<CoreMetrics>]) -> Totals {
     t.bytes_in = sum(&|m| &m.bytes_in);
     t.bytes_out = sum(&|m| &m.bytes_out);
     t.bytes_copied = sum(&|m| &m.bytes_copied);
+    t.tls_handshake_failures = sum(&|m| &m.tls_handshake_failures);
     t.connections_open = sum(&|m| &m.connections_open);
     t.connections_total = sum(&|m| &m.connections_total);
     t.connections_refused = sum(&|m| &m.connections_refused);
@@ -272,6 +277,7 @@ pub fn render_s3(p: &mut Prom, all: &[std::sync::Arc<CoreMetrics>]) {
     }
     p.metric("dataplane_s3_bytes_in_total", "counter", "Bytes of S3 request bodies received.", t.bytes_in as f64);
     p.metric("dataplane_s3_bytes_out_total", "counter", "Bytes of S3 response bodies sent.", t.bytes_out as f64);
+    p.metric("dataplane_s3_tls_handshake_failures_total", "counter", "HTTPS connections to the S3 API whose TLS handshake failed.", t.tls_handshake_failures as f64);
     p.metric("dataplane_s3_bytes_copied_total", "counter", "Bytes copied server-side by CopyObject and UploadPartCopy.", t.bytes_copied as f64);
     p.metric("dataplane_s3_connections_open", "gauge", "Open S3 client connections.", t.connections_open as f64);
     p.metric("dataplane_s3_connections_total", "counter", "S3 client connections accepted.", t.connections_total as f64);

@@ -231,10 +231,13 @@ def test_get_in_progress_survives_overwrite(start_node, then):
     assert n == total, f"GET broke off after {n} of {total} bytes"
 
 
-def test_copy_object_is_not_implemented(s3, bucket):
+def test_copy_object_with_a_version_id_is_refused_and_copies_nothing(s3, bucket):
+    """This node keeps one version per key: a copy naming a source version
+    answers NotImplemented and writes nothing (plain copies are in
+    test_s3_copy_tagging.py)."""
     s3.put_object(Bucket=bucket, Key="src", Body=b"source")
     with pytest.raises(ClientError) as e:
-        s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src"})
+        s3.copy_object(Bucket=bucket, Key="dst", CopySource={"Bucket": bucket, "Key": "src", "VersionId": "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY"})
     assert error_code(e.value) == "NotImplemented"
     assert http_status(e.value) == 501
     with pytest.raises(ClientError):

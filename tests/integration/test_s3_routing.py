@@ -413,3 +413,66 @@ def test_two_subresources_and_copy_source_on_tagging_are_refused(node):
     g = s3.get_object(Bucket="mixed", Key="k")
     assert g["Body"].read() == b"original"
     assert s3.get_object_tagging(Bucket="mixed", Key="k")["TagSet"] == []
+
+
+@pytest.mark.parametrize(
+    "method,query",
+    [
+        ("PUT", "TAGGING"),
+        ("PUT", "Retention"),
+        ("PUT", "retention="),
+        ("PUT", "retention=1"),
+        ("PUT", "x-id=PutObjectRetention&retention"),
+        ("PUT", "versionId=abc"),
+        ("PUT", "acl&uploadId=abc"),
+        ("DELETE", "versionId=abc"),
+        ("DELETE", "versionId=null"),
+        ("DELETE", "Tagging"),
+        ("DELETE", "legal-hold="),
+        ("DELETE", "tagging&uploadId=abc"),
+        ("POST", ""),
+        ("POST", "restore&select"),
+        ("PATCH", ""),
+    ],
+)
+def test_query_variants_do_not_fall_through(node, method, query):
+    """Spellings a naive router might miss (other letter case, `name=` and
+    `name=value`, an SDK's x-id next to the
+    sub-resource, a versionId this node cannot honour, a sub-resource with
+    an uploadId, two sub-resources, POST and PATCH without one) never reach
+    PutObject or DeleteObject: the object keeps its bytes and ETag."""
+    s3 = node.client()
+    s3.create_bucket(Bucket="variants")
+    body = data(BLOCK + 7, seed=4)
+    etag = s3.put_object(Bucket="variants", Key="k", Body=body)["ETag"]
+    r = simple_request(node, method, "/variants/k", body=b"<x/>" if method in ("PUT", "POST", "PATCH") else b"", query=query)
+    assert not 200 <= r.status < 300, (r.status, r.text)
+    assert r.status in (400, 405, 501), (r.status, r.text)
+    g = s3.get_object(Bucket="variants", Key="k")
+    assert g["Body"].read() == body
+    assert g["ETag"] == etag
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="variants")["Contents"]] == ["k"]
+    # The same on an empty bucket: it is still there.
+    s3.create_bucket(Bucket="variants-empty")
+    r = simple_request(node, method, "/variants-empty", body=b"<x/>" if method in ("PUT", "POST", "PATCH") else b"", query=query)
+    assert not 200 <= r.status < 300, (r.status, r.text)
+    s3.head_bucket(Bucket="variants-empty")
+
+
+def test_served_object_subresources_refuse_bad_input(node):
+    """PUT ?tagging with a body that is not a Tagging document is
+    MalformedXML; GET ?attributes without x-amz-object-attributes, or with
+    an unknown attribute, is InvalidArgument; neither changes the object."""
+    s3 = node.client()
+    s3.create_bucket(Bucket="bad-input")
+    etag = s3.put_object(Bucket="bad-input", Key="k", Body=b"content", Tagging="keep=1")["ETag"]
+    for bad in (b"<x/>", b"not xml at all", b"<Tagging><TagSet><Tag><Value>v</Value></Tag></TagSet></Tagging>"):
+        r = simple_request(node, "PUT", "/bad-input/k", body=bad, query="tagging")
+        assert (r.status, r.error_code()) == (400, "MalformedXML"), (bad, r.status, r.text)
+    r = simple_request(node, "GET", "/bad-input/k", query="attributes")
+    assert (r.status, r.error_code()) == (400, "InvalidArgument"), r.text
+    r = simple_request(node, "GET", "/bad-input/k", query="attributes", headers={"x-amz-object-attributes": "ETag,Colour"})
+    assert (r.status, r.error_code()) == (400, "InvalidArgument"), r.text
+    g = s3.get_object(Bucket="bad-input", Key="k")
+    assert g["Body"].read() == b"content" and g["ETag"] == etag
+    assert s3.get_object_tagging(Bucket="bad-input", Key="k")["TagSet"] == [{"Key": "keep", "Value": "1"}]

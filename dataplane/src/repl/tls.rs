@@ -49,7 +49,7 @@ pub struct TlsSetup {
     pub max_records: u64,
 }
 
-fn load_certs(path: &std::path::Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(crate) fn load_certs(path: &std::path::Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path).map_err(|e| format!("{what} {}: {e}", path.display()))?.collect();
     let certs = certs.map_err(|e| format!("{what} {}: {e}", path.display()))?;
     if certs.is_empty() {
@@ -366,6 +366,22 @@ async fn sendfile_all(s: &mut TcpStream, fd: RawFd, off: u64, data: &[u8]) -> io
 }
 
 impl RustlsStream {
+    /// A connection whose handshake is done.
+    pub fn new(s: TcpStream, conn: rustls::Connection) -> RustlsStream {
+        RustlsStream { s, conn, rbuf: Vec::new(), rpos: 0, rlen: 0 }
+    }
+
+    /// The TCP socket underneath.
+    pub fn tcp(&self) -> &TcpStream {
+        &self.s
+    }
+
+    /// Sends close_notify and flushes (the TCP side stays open).
+    pub async fn send_close_notify(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush_tls().await
+    }
+
     async fn flush_tls(&mut self) -> io::Result<()> {
         while self.conn.wants_write() {
             let mut out = Vec::with_capacity(TLS_READ_BYTES);
@@ -375,7 +391,7 @@ impl RustlsStream {
         Ok(())
     }
 
-    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.conn.reader().read(buf) {
                 Ok(n) => return Ok(n),
@@ -420,7 +436,7 @@ impl RustlsStream {
         }
     }
 
-    async fn write_all_vectored(&mut self, slices: &[&[u8]]) -> io::Result<()> {
+    pub async fn write_all_vectored(&mut self, slices: &[&[u8]]) -> io::Result<()> {
         for s in slices {
             let mut rest = *s;
             while !rest.is_empty() {
@@ -520,7 +536,7 @@ fn ktls_send_close_notify(fd: RawFd) -> io::Result<()> {
 
 // ------------------------------------------------------------ handshakes
 
-async fn handshake(s: &mut TcpStream, conn: &mut rustls::Connection) -> Result<(), String> {
+pub(crate) async fn handshake(s: &mut TcpStream, conn: &mut rustls::Connection) -> Result<(), String> {
     let mut buf = vec![0u8; TLS_READ_BYTES];
     while conn.is_handshaking() {
         while conn.wants_write() {

@@ -2,13 +2,14 @@
 //! request routing, authentication, and the operation handlers.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use glommio::net::TcpListener;
 
 use crate::config::Anonymous;
-use crate::httpconn::{Body, Conn, ReadHeadError};
+use crate::httpconn::{Body, Conn, ReadHeadError, Stream};
 use crate::metrics::Op;
 use crate::model::*;
 use crate::objects::{self, BlockWriter, Committed, S3Result};
@@ -24,8 +25,10 @@ mod attributes;
 mod copy;
 mod route;
 mod tagging;
+pub mod tls;
 
 use route::{Level, Route};
+pub use tls::S3Tls;
 
 /// Largest XML request body (CompleteMultipartUpload, DeleteObjects).
 pub const MAX_XML_BODY_BYTES: usize = 2 << 20;
@@ -64,17 +67,27 @@ enum After {
     Abort,
 }
 
-pub async fn serve(core: Rc<Core>) {
-    let addr = core.node.cfg.s3.listen;
+/// Serves the S3 API on this core: plain HTTP on `s3.listen`, and HTTPS on
+/// `s3.tls_listen` when `tls` is set.
+pub async fn serve(core: Rc<Core>, tls: Option<Arc<S3Tls>>) {
+    let plain = glommio::spawn_local(accept_loop(core.clone(), core.node.cfg.s3.listen, None));
+    if let (Some(tls), Some(addr)) = (tls, core.node.cfg.s3.tls_listen) {
+        accept_loop(core.clone(), addr, Some(tls)).await;
+    }
+    plain.await;
+}
+
+async fn accept_loop(core: Rc<Core>, addr: std::net::SocketAddr, tls: Option<Arc<S3Tls>>) {
+    let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
-            log::error!("core {}: cannot listen for S3 on {addr}: {e}", core.id);
+            log::error!("core {}: cannot listen for S3 ({scheme}) on {addr}: {e}", core.id);
             return;
         }
     };
     if core.id == 0 {
-        log::info!("S3 API listening on {addr}");
+        log::info!("S3 API ({scheme}) listening on {addr}");
     }
     let idle = Duration::from_millis(core.node.cfg.s3.idle_timeout_ms);
     let max_conns = core.node.cfg.s3.max_connections_per_core as u64;
@@ -102,9 +115,26 @@ pub async fn serve(core: Rc<Core>) {
         m.connections_open.fetch_add(1, Ordering::Relaxed);
         m.connections_total.fetch_add(1, Ordering::Relaxed);
         let c = core.clone();
+        let tls = tls.clone();
         glommio::spawn_local(async move {
-            if let Ok(conn) = Conn::new(stream, idle) {
-                connection(c.clone(), conn).await;
+            let stream = match &tls {
+                None => Some(Stream::Plain(stream)),
+                Some(t) => {
+                    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+                    match t.accept(stream).await {
+                        Ok(s) => Some(Stream::Tls(Box::new(s))),
+                        Err(e) => {
+                            c.metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                            log::debug!("S3 HTTPS connection from {peer}: {e}");
+                            None
+                        }
+                    }
+                }
+            };
+            if let Some(stream) = stream {
+                if let Ok(conn) = Conn::over(stream, idle) {
+                    connection(c.clone(), conn).await;
+                }
             }
             c.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
         })
