@@ -2,7 +2,7 @@
 # Installs the tools the tests and the benchmarks compare with, from Debian's
 # packages, when they are missing. `--test` installs only what the tests need.
 set -euo pipefail
-want=(rsync openssl python3-pip)
+want=(rsync openssl python3-pip rclone)
 if [ "${1:-}" != "--test" ]; then
   want+=(fio iperf3 redis-server linux-perf)
 fi
