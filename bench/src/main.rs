@@ -9,6 +9,7 @@
 
 mod anchors;
 mod flamegraph;
+mod garage;
 mod proxy;
 mod redis;
 mod report;

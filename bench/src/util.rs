@@ -93,9 +93,30 @@ pub fn start_at(root: &Path, port: u16, o: ClusterOpts) -> Res<Cluster> {
 }
 
 pub fn client(addr: SocketAddr) -> S3Client {
-    let mut c = S3Client::new(addr, DEMO_ACCESS_KEY, DEMO_SECRET_KEY);
+    client_as(addr, (DEMO_ACCESS_KEY, DEMO_SECRET_KEY))
+}
+
+pub fn client_as(addr: SocketAddr, (access, secret): (&str, &str)) -> S3Client {
+    let mut c = S3Client::new(addr, access, secret);
     c.timeout = Duration::from_secs(120);
     c
+}
+
+/// CPU time (user + system) process `pid` has used so far, seconds.
+pub fn cpu_secs_of(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let (utime, stime): (f64, f64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / hz)
+}
+
+/// CPU time this process (the load generator) has used so far, seconds.
+pub fn own_cpu_secs() -> f64 {
+    cpu_secs_of(std::process::id()).unwrap_or(0.0)
 }
 
 pub fn create_bucket(c: &Cluster, bucket: &str) -> Res<()> {
@@ -157,6 +178,12 @@ pub fn put_parallel(addr: SocketAddr, bucket: &str, n: usize, size: usize, threa
 
 /// PUTs objects `range` (see `put_parallel`).
 pub fn put_range(addr: SocketAddr, bucket: &str, range: std::ops::Range<usize>, size: usize, threads: usize, seed: usize, key: &(dyn Fn(usize) -> String + Sync)) -> Res<WriteStats> {
+    put_range_as(addr, (DEMO_ACCESS_KEY, DEMO_SECRET_KEY), bucket, range, size, threads, seed, key)
+}
+
+/// `put_range` with other credentials (another S3 server).
+#[allow(clippy::too_many_arguments)]
+pub fn put_range_as(addr: SocketAddr, creds: (&str, &str), bucket: &str, range: std::ops::Range<usize>, size: usize, threads: usize, seed: usize, key: &(dyn Fn(usize) -> String + Sync)) -> Res<WriteStats> {
     let (first, n) = (range.start, range.end);
     let bytes = AtomicU64::new(0);
     let t = Instant::now();
@@ -165,7 +192,7 @@ pub fn put_range(addr: SocketAddr, bucket: &str, range: std::ops::Range<usize>, 
         for th in 0..threads {
             let bytes = &bytes;
             hs.push(sc.spawn(move || -> Res<()> {
-                let mut c = client(addr);
+                let mut c = client_as(addr, creds);
                 let mut p = Payload::new(seed * 1000 + th, size);
                 let mut i = first + th;
                 while i < n {
@@ -224,6 +251,11 @@ pub fn put_preload(c: &mut Cluster, bucket: &str, n: usize, size: usize, threads
 /// GETs objects `0..n` with `threads` clients; checks the length (and the
 /// stamp of the first bytes) of every object.
 pub fn get_parallel(addr: SocketAddr, bucket: &str, n: usize, size: usize, threads: usize, key: &(dyn Fn(usize) -> String + Sync)) -> Res<WriteStats> {
+    get_parallel_as(addr, (DEMO_ACCESS_KEY, DEMO_SECRET_KEY), bucket, n, size, threads, key)
+}
+
+/// `get_parallel` with other credentials (another S3 server).
+pub fn get_parallel_as(addr: SocketAddr, creds: (&str, &str), bucket: &str, n: usize, size: usize, threads: usize, key: &(dyn Fn(usize) -> String + Sync)) -> Res<WriteStats> {
     let bytes = AtomicU64::new(0);
     let t = Instant::now();
     std::thread::scope(|sc| {
@@ -231,7 +263,7 @@ pub fn get_parallel(addr: SocketAddr, bucket: &str, n: usize, size: usize, threa
         for th in 0..threads {
             let bytes = &bytes;
             hs.push(sc.spawn(move || -> Res<()> {
-                let mut c = client(addr);
+                let mut c = client_as(addr, creds);
                 let mut i = th;
                 while i < n {
                     let k = key(i);

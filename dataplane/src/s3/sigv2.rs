@@ -197,6 +197,20 @@ fn lookup_secret(
     })
 }
 
+/// Checks the signature over the request's resource. botocore signs a
+/// path-style request that names only a bucket (`/bucket`) with a trailing
+/// slash (`/bucket/`), so that form is accepted too.
+fn check_request(req: &SignedRequest<'_>, bucket_from_host: Option<&str>, date_line: &str, secret: &str, provided: &str, ak: &str) -> Result<(), S3Error> {
+    let first = check_signature(string_to_sign(req, bucket_from_host, date_line), secret, provided, ak);
+    let bucket_only = bucket_from_host.is_none() && req.raw_path.len() > 1 && req.raw_path.starts_with('/') && !req.raw_path[1..].contains('/');
+    if first.is_ok() || !bucket_only {
+        return first;
+    }
+    let slashed = format!("{}/", req.raw_path);
+    let alt = SignedRequest { raw_path: &slashed, ..*req };
+    check_signature(string_to_sign(&alt, None, date_line), secret, provided, ak).or(first)
+}
+
 fn check_signature(sts: String, secret: &str, provided: &str, ak: &str) -> Result<(), S3Error> {
     let expected = hmac_sha1(secret, &sts);
     let ok = B64
@@ -332,12 +346,7 @@ fn verify_header(
                 (MAX_CLOCK_SKEW_SECS * 1000).to_string(),
             ));
     }
-    check_signature(
-        string_to_sign(req, bucket_from_host, date_line),
-        &secret,
-        sig,
-        ak,
-    )?;
+    check_request(req, bucket_from_host, date_line, &secret, sig, ak)?;
     Ok(AuthOutcome {
         access_key: ak.to_string(),
         region: String::new(),
@@ -391,12 +400,7 @@ fn verify_query(
                 .with_extra("ServerTime", iso8601_millis(now * 1000)),
         );
     }
-    check_signature(
-        string_to_sign(req, bucket_from_host, &expires),
-        &secret,
-        &sig,
-        &ak,
-    )?;
+    check_request(req, bucket_from_host, &expires, &secret, &sig, &ak)?;
     Ok(AuthOutcome {
         access_key: ak,
         region: String::new(),

@@ -48,7 +48,7 @@ pub(super) async fn get_object_attributes(core: &Rc<Core>, conn: &mut Conn, req:
         let total = m.parts.len();
         let shown: Vec<usize> = (marker..total).take(max_parts).collect();
         let truncated = shown.last().is_some_and(|&i| i + 1 < total);
-        let _ = write!(out, "<ObjectParts><TotalPartsCount>{total}</TotalPartsCount><PartNumberMarker>{marker}</PartNumberMarker>");
+        let _ = write!(out, "<ObjectParts><PartsCount>{total}</PartsCount><PartNumberMarker>{marker}</PartNumberMarker>");
         if let Some(&last) = shown.last() {
             let _ = write!(out, "<NextPartNumberMarker>{}</NextPartNumberMarker>", last + 1);
         }

@@ -145,6 +145,14 @@ pub fn operation_name(method: &str, level: Level, sub: &str) -> String {
         ("POST", "restore") => Some("RestoreObject"),
         ("POST", "renameObject") | ("PUT", "renameObject") => Some("RenameObject"),
         ("GET", "session") => Some("CreateSession"),
+        ("GET", "object-lock") => Some("GetObjectLockConfiguration"),
+        ("PUT", "object-lock") => Some("PutObjectLockConfiguration"),
+        ("GET", "publicAccessBlock") => Some("GetPublicAccessBlock"),
+        ("PUT", "publicAccessBlock") => Some("PutPublicAccessBlock"),
+        ("DELETE", "publicAccessBlock") => Some("DeletePublicAccessBlock"),
+        ("GET", "metadataTable") => Some("GetBucketMetadataTableConfiguration"),
+        ("POST", "metadataTable") => Some("CreateBucketMetadataTableConfiguration"),
+        ("DELETE", "metadataTable") => Some("DeleteBucketMetadataTableConfiguration"),
         _ => None,
     };
     if let Some(s) = special {
