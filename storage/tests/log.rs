@@ -141,6 +141,39 @@ fn if_newer_is_last_writer_wins_and_idempotent() {
 }
 
 #[test]
+fn if_unchanged_applies_only_over_the_record_that_was_read() {
+    run(|| async {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::open(dir.path(), 4, small_cfg()).await.unwrap();
+        let put_mode = |v: u64, val: &'static [u8], mode: PutMode| {
+            let p = &p;
+            async move {
+                let vals = [val];
+                let r = WriteRecord { kind: Kind::Manifest, flags: FLAG_TREE, key: b"obj", meta: b"", value: &vals, version: ver(v), vhash: v };
+                p.append(&r, mode).await.unwrap()
+            }
+        };
+        // Absent key: `at: None` holds once, then no longer.
+        assert!(put_mode(1, b"one", PutMode::IfUnchanged { at: None }).await.lsn().is_some());
+        assert!(put_mode(2, b"two", PutMode::IfUnchanged { at: None }).await.lsn().is_none());
+        let seen = p.get(b"obj").unwrap();
+        let at = Some((seen.seg, seen.off));
+        // Another write comes in between: the condition on what was read fails.
+        put_mode(3, b"three", PutMode::IfNewer).await;
+        match put_mode(4, b"four", PutMode::IfUnchanged { at }).await {
+            AppendOutcome::Stale { current: Some(c), .. } => assert_ne!((c.seg, c.off), (seen.seg, seen.off)),
+            other => panic!("expected Stale over the newer record, got {other:?}"),
+        }
+        // Over the record read: applies when newer, not when older.
+        let cur = p.get(b"obj").unwrap();
+        assert!(put_mode(2, b"older", PutMode::IfUnchanged { at: Some((cur.seg, cur.off)) }).await.lsn().is_none());
+        assert!(put_mode(5, b"five", PutMode::IfUnchanged { at: Some((cur.seg, cur.off)) }).await.lsn().is_some());
+        assert_eq!(p.read(b"obj", true).unwrap().unwrap().value(), b"five");
+        p.close().await.unwrap();
+    });
+}
+
+#[test]
 fn limits_and_bad_directories_give_clear_errors() {
     run(|| async {
         let dir = tempfile::tempdir().unwrap();
