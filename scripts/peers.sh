@@ -18,3 +18,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# Garage, the S3 peer of `bench s3-put-get` (benchmarks only, never CI): built
+# from crates.io once (about 12 minutes on two cores) into a cache outside
+# target/. GARAGE_VERSION pins it; bench finds it there or at $GARAGE_BIN.
+if [ "${1:-}" != "--test" ]; then
+  GARAGE_VERSION=${GARAGE_VERSION:-2.5.0}
+  peers="${HOME:-/root}/.cache/dataplane-peers"
+  if [ ! -x "$peers/bin/garage" ] || ! "$peers/bin/garage" --version 2>/dev/null | grep -q "$GARAGE_VERSION"; then
+    echo "installing garage $GARAGE_VERSION into $peers (about 12 minutes)"
+    cargo install garage --version "$GARAGE_VERSION" --locked --root "$peers"
+  fi
+fi
