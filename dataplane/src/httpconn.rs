@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::repl::tls::RustlsStream;
+use crate::tls::RustlsStream;
 
 use crate::s3::chunked::AwsChunkedDecoder;
 use crate::s3::error::{S3Error, S3ErrorCode};

@@ -19,6 +19,7 @@ pub mod objects;
 pub mod repl;
 pub mod runtime;
 pub mod s3api;
+pub mod tls;
 
 /// Per-core state of subsystems that live beside the partitions.
 #[derive(Default)]

@@ -12,7 +12,7 @@
 //! connection is closed and re-established before
 //! `tls.max_records_per_connection` records (the AES-GCM limit).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,13 +28,12 @@ use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 use crate::config::TlsConfig;
+use crate::tls::{handshake, load_certs, RustlsStream};
 
 /// Largest TLS record payload.
 const TLS_RECORD_BYTES: u64 = 16 * 1024;
 /// First byte of a TLS handshake record.
 const TLS_HANDSHAKE_BYTE: u8 = 0x16;
-/// Bytes of ciphertext read from the socket at a time (userspace TLS).
-const TLS_READ_BYTES: usize = 64 << 10;
 
 /// What this process knows about kTLS: once the kernel refused, later
 /// connections do not try again.
@@ -49,14 +48,6 @@ pub struct TlsSetup {
     pub max_records: u64,
 }
 
-pub(crate) fn load_certs(path: &std::path::Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path).map_err(|e| format!("{what} {}: {e}", path.display()))?.collect();
-    let certs = certs.map_err(|e| format!("{what} {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{what} {}: no PEM certificate in the file", path.display()));
-    }
-    Ok(certs)
-}
 
 /// Peer names an ACL entry accepts: exact, or `*.rest` for one leftmost label.
 pub fn name_matches(pattern: &str, name: &str) -> bool {
@@ -207,14 +198,6 @@ impl TlsSetup {
 
 // ------------------------------------------------------------- transports
 
-pub struct RustlsStream {
-    s: TcpStream,
-    conn: rustls::Connection,
-    /// Ciphertext read from the socket and not yet taken by rustls.
-    rbuf: Vec<u8>,
-    rpos: usize,
-    rlen: usize,
-}
 
 pub struct KtlsStream {
     s: TcpStream,
@@ -261,7 +244,7 @@ impl Transport {
     pub fn raw_fd(&self) -> RawFd {
         match self {
             Transport::Plain(s) => s.as_raw_fd(),
-            Transport::Rustls(r, _) => r.s.as_raw_fd(),
+            Transport::Rustls(r, _) => r.tcp().as_raw_fd(),
             Transport::Ktls(k, _) => k.s.as_raw_fd(),
         }
     }
@@ -316,9 +299,8 @@ impl Transport {
                 let _ = s.shutdown(std::net::Shutdown::Both).await;
             }
             Transport::Rustls(r, _) => {
-                r.conn.send_close_notify();
-                let _ = r.flush_tls().await;
-                let _ = r.s.shutdown(std::net::Shutdown::Both).await;
+                let _ = r.send_close_notify().await;
+                let _ = r.tcp().shutdown(std::net::Shutdown::Both).await;
             }
             Transport::Ktls(k, _) => {
                 let _ = ktls_send_close_notify(k.s.as_raw_fd());
@@ -365,89 +347,6 @@ async fn sendfile_all(s: &mut TcpStream, fd: RawFd, off: u64, data: &[u8]) -> io
     Ok(())
 }
 
-impl RustlsStream {
-    /// A connection whose handshake is done.
-    pub fn new(s: TcpStream, conn: rustls::Connection) -> RustlsStream {
-        RustlsStream { s, conn, rbuf: Vec::new(), rpos: 0, rlen: 0 }
-    }
-
-    /// The TCP socket underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        &self.s
-    }
-
-    /// Sends close_notify and flushes (the TCP side stays open).
-    pub async fn send_close_notify(&mut self) -> io::Result<()> {
-        self.conn.send_close_notify();
-        self.flush_tls().await
-    }
-
-    async fn flush_tls(&mut self) -> io::Result<()> {
-        while self.conn.wants_write() {
-            let mut out = Vec::with_capacity(TLS_READ_BYTES);
-            self.conn.write_tls(&mut out)?;
-            self.s.write_all(&out).await?;
-        }
-        Ok(())
-    }
-
-    pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            match self.conn.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            // Feed buffered ciphertext to rustls, as much as it takes (its
-            // plaintext buffer is bounded; the rest waits here).
-            if self.rpos < self.rlen {
-                let mut slice = &self.rbuf[self.rpos..self.rlen];
-                let before = slice.len();
-                let took = match self.conn.read_tls(&mut slice) {
-                    Ok(_) => before - slice.len(),
-                    Err(e) if e.kind() == io::ErrorKind::Other => 0, // plaintext buffer full: drain it first
-                    Err(e) => return Err(e),
-                };
-                self.rpos += took;
-                self.conn.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}")))?;
-                self.flush_tls().await?;
-                if took > 0 || self.conn.reader().read(&mut []).is_ok() {
-                    continue;
-                }
-            }
-            // Need more ciphertext. (Cancel-safe: bytes read are recorded in
-            // rbuf before anything else.)
-            if self.rbuf.len() < TLS_READ_BYTES {
-                self.rbuf.resize(TLS_READ_BYTES, 0);
-            }
-            if self.rpos == self.rlen {
-                self.rpos = 0;
-                self.rlen = 0;
-            } else if self.rlen == self.rbuf.len() {
-                self.rbuf.copy_within(self.rpos..self.rlen, 0);
-                self.rlen -= self.rpos;
-                self.rpos = 0;
-            }
-            let n = self.s.read(&mut self.rbuf[self.rlen..]).await?;
-            if n == 0 {
-                return Ok(0);
-            }
-            self.rlen += n;
-        }
-    }
-
-    pub async fn write_all_vectored(&mut self, slices: &[&[u8]]) -> io::Result<()> {
-        for s in slices {
-            let mut rest = *s;
-            while !rest.is_empty() {
-                let n = self.conn.writer().write(rest)?;
-                rest = &rest[n..];
-                self.flush_tls().await?;
-            }
-        }
-        self.flush_tls().await
-    }
-}
 
 impl KtlsStream {
     async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -536,40 +435,6 @@ fn ktls_send_close_notify(fd: RawFd) -> io::Result<()> {
 
 // ------------------------------------------------------------ handshakes
 
-pub(crate) async fn handshake(s: &mut TcpStream, conn: &mut rustls::Connection) -> Result<(), String> {
-    let mut buf = vec![0u8; TLS_READ_BYTES];
-    while conn.is_handshaking() {
-        while conn.wants_write() {
-            let mut out = Vec::new();
-            conn.write_tls(&mut out).map_err(|e| e.to_string())?;
-            s.write_all(&out).await.map_err(|e| e.to_string())?;
-        }
-        if !conn.is_handshaking() {
-            break;
-        }
-        let n = s.read(&mut buf).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("the peer closed the connection during the TLS handshake (is tls.enabled set on both sides, with certificates from the same CA?)".into());
-        }
-        let mut slice = &buf[..n];
-        while !slice.is_empty() {
-            conn.read_tls(&mut slice).map_err(|e| e.to_string())?;
-            if let Err(e) = conn.process_new_packets() {
-                // Tell the peer why (the alert), then fail.
-                let mut out = Vec::new();
-                let _ = conn.write_tls(&mut out);
-                let _ = s.write_all(&out).await;
-                return Err(format!("TLS handshake failed: {e}"));
-            }
-        }
-    }
-    while conn.wants_write() {
-        let mut out = Vec::new();
-        conn.write_tls(&mut out).map_err(|e| e.to_string())?;
-        s.write_all(&out).await.map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
 
 fn setsockopt_raw(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: *const libc::c_void, len: usize) -> io::Result<()> {
     // SAFETY: caller passes a valid pointer/length for the option.
@@ -619,13 +484,13 @@ fn to_ktls(s: TcpStream, mut conn: rustls::Connection) -> Result<KtlsStream, (Tc
 fn finish(setup: &TlsSetup, s: TcpStream, conn: rustls::Connection, peer: &str) -> Result<Transport, String> {
     let limit = Limit { records: 0, max: setup.max_records };
     if !setup.ktls || KTLS_BROKEN.load(Ordering::Relaxed) {
-        return Ok(Transport::Rustls(Box::new(RustlsStream { s, conn, rbuf: Vec::new(), rpos: 0, rlen: 0 }), limit));
+        return Ok(Transport::Rustls(Box::new(RustlsStream::new(s, conn)), limit));
     }
     match to_ktls(s, conn) {
         Ok(k) => Ok(Transport::Ktls(k, limit)),
         Err((s, Some(conn), why)) => {
             log::warn!("TLS with {peer}: {why} (this and later connections of this process use userspace TLS, mode \"rustls\")");
-            Ok(Transport::Rustls(Box::new(RustlsStream { s, conn, rbuf: Vec::new(), rpos: 0, rlen: 0 }), limit))
+            Ok(Transport::Rustls(Box::new(RustlsStream::new(s, conn)), limit))
         }
         Err((_s, None, why)) => Err(format!("kTLS handoff with {peer} failed: {why}; later connections use userspace TLS")),
     }

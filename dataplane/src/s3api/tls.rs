@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
 
 use crate::config::S3Config;
-use crate::repl::tls::{handshake, load_certs, RustlsStream};
+use crate::tls::{handshake, load_certs, RustlsStream};
 
 /// Longest a client may take over its TLS handshake.
 pub const TLS_HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
