@@ -65,6 +65,8 @@ pub struct Core {
     /// future, removed when that future is dropped.
     stop_waiters: RefCell<BTreeMap<u64, std::task::Waker>>,
     next_stop_slot: Cell<u64>,
+    /// Sequence number of the last S3 request this core took (request ids).
+    pub request_seq: Cell<u64>,
     /// Per-core extension slots for subsystems (replication, ...).
     pub ext: crate::CoreExt,
     /// Reads records that are on disk and not cached without blocking this
@@ -407,6 +409,7 @@ async fn core_main(
         stop_waiters: RefCell::new(BTreeMap::new()),
         cold: storage::ColdReader::new(),
         next_stop_slot: Cell::new(0),
+        request_seq: Cell::new(0),
         ext: Default::default(),
     });
     let _ = ready.send(Ok(core));

@@ -176,10 +176,20 @@ async fn connection(core: Rc<Core>, mut conn: Conn) {
     }
 }
 
+/// A request id: the core, a per-process random prefix and a per-core
+/// sequence number. Unique within the process's life and across restarts
+/// (the prefix), and costs no system call per request (a getrandom per
+/// request was a tenth of the syscalls of a small GET).
 fn request_id(core: &Core) -> String {
-    let mut b = [0u8; 8];
-    let _ = getrandom::getrandom(&mut b);
-    format!("{:02X}{}", core.id, hex::encode_upper(b))
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        let _ = getrandom::getrandom(&mut b);
+        u32::from_le_bytes(b)
+    });
+    let n = core.request_seq.get().wrapping_add(1);
+    core.request_seq.set(n);
+    format!("{:02X}{prefix:08X}{n:012X}", core.id)
 }
 
 fn secret_for(core: &Core, access_key: &str) -> Option<String> {
