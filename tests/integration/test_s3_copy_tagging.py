@@ -1132,3 +1132,23 @@ def test_tag_changes_racing_overwrites(node, bucket):
         t = tags_of(c, bucket, "hot")
         assert t == {} or t in tag_sets, t
         time.sleep(RECLAIM_WAIT)
+
+
+def test_copy_of_an_empty_object_written_with_blocks(node, s3, bucket):
+    """A chunked PUT of unknown length and no bytes stores an empty object
+    that names an (empty) upload rather than inline data; copying it gives
+    an empty object (an edge where a copy's last byte, size - 1, does not
+    exist)."""
+    from dpnode import RawConn, build_request, http_chunked, sign_headers
+
+    path = f"/{bucket}/empty-chunked"
+    hs = sign_headers(node, "PUT", path, body=b"")
+    hs["Transfer-Encoding"] = "chunked"
+    with RawConn(node) as c:
+        c.send(build_request("PUT", path, hs, http_chunked(b"")))
+        r = c.read_response()
+    assert r.status == 200, r.text
+    s3.copy_object(Bucket=bucket, Key="empty-copy", CopySource={"Bucket": bucket, "Key": "empty-chunked"})
+    got = s3.get_object(Bucket=bucket, Key="empty-copy")
+    assert got["ContentLength"] == 0 and got["Body"].read() == b""
+    assert node.alive()

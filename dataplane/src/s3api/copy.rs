@@ -201,7 +201,9 @@ pub(super) async fn copy_object(core: &Rc<Core>, conn: &mut Conn, req: &mut Req)
     // a multipart one gets the MD5 and checksum of its whole content.
     let multipart = src.etag.contains('-');
     let mut writer = BlockWriter::new(core, &b, &k, objects::local_version(core));
-    let (size, inline, parts, etag, checksums) = if src.parts.is_empty() {
+    // (an empty object written with blocks, by a chunked PUT of unknown
+    // length, is copied as an inline one: there are no bytes to read)
+    let (size, inline, parts, etag, checksums) = if src.parts.is_empty() || src.size == 0 {
         (src.size, src.inline.clone(), Vec::new(), src.etag.clone(), src.checksums.clone())
     } else {
         let mut md5 = multipart.then(Md5Hasher::new);
