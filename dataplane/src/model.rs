@@ -236,6 +236,12 @@ impl Manifest {
         self.user_meta.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
+    /// A stored standard header (`header` lower-case, as in
+    /// `STORED_HEADERS`), found without allocating.
+    pub fn sys_header(&self, header: &str) -> Option<&str> {
+        self.user_meta.iter().find(|(n, _)| n.strip_prefix(SYS_META_PREFIX) == Some(header)).map(|(_, v)| v.as_str())
+    }
+
     /// Sets (or with `None` removes) a system entry.
     pub fn set_sys(&mut self, name: &str, value: Option<String>) {
         self.user_meta.retain(|(n, _)| n != name);

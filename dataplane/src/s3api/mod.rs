@@ -22,11 +22,15 @@ use crate::s3::sigv4::{self, AuthOutcome, PayloadMode, SignedRequest};
 use crate::s3::{datetime, names, range, sigv2, xml};
 
 mod attributes;
+mod buckets;
 mod copy;
+mod multipart;
 mod route;
 mod tagging;
 pub mod tls;
 
+use buckets::{create_bucket, delete_objects, list_buckets, list_objects};
+use multipart::{complete_upload, create_upload, list_parts, list_uploads, upload_part};
 use route::{Level, Route};
 pub use tls::S3Tls;
 
@@ -468,209 +472,6 @@ fn internal_io() -> S3Error {
     S3Error::new(S3ErrorCode::InternalError, "connection lost while sending the response")
 }
 
-// ------------------------------------------------------------------ buckets
-
-async fn list_buckets(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
-    let all = objects::list_buckets(core).await?;
-    let owner_id = req.owner();
-    let entries: Vec<xml::BucketEntry<'_>> = all.iter().map(|b| xml::BucketEntry { name: &b.name, creation_date_ms: b.created_ms as i64 }).collect();
-    let owner = xml::Owner { id: &owner_id, display_name: &owner_id };
-    send_xml(conn, 200, &req.id, xml::list_all_my_buckets(Some(&owner), &entries)).await
-}
-
-async fn create_bucket(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
-    let b = req.bucket.clone().unwrap();
-    // The optional CreateBucketConfiguration body is read and ignored (one region).
-    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
-    if !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0)) {
-        let mut body = Body::new(framing, None);
-        let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
-        if !bytes.is_empty() {
-            xml::parse_create_bucket_configuration(&bytes)?;
-        }
-    }
-    objects::create_bucket(core, &b, &req.owner()).await?;
-    let loc = format!("/{b}");
-    send_empty(conn, 200, &req.id, &[("Location", &loc)]).await
-}
-
-// ------------------------------------------------------------------ listing
-
-fn encode_token(s: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
-}
-
-fn decode_token(s: &str) -> S3Result<Vec<u8>> {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s)
-        .ok()
-        .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidArgument, "The continuation token provided is incorrect"))
-}
-
-struct Page {
-    contents: Vec<objects::ListEntry>,
-    prefixes: Vec<String>,
-    truncated: bool,
-    /// Where the next page starts (exclusive), as key bytes.
-    next: Option<Vec<u8>>,
-}
-
-/// Builds one listing page: keys after `cursor` with `prefix`, grouped by
-/// `delimiter`, at most `max` entries (keys plus common prefixes). Like S3,
-/// a common prefix that does not sort after `cursor` (a v1 NextMarker or
-/// start-after naming it, or a key inside it) is not returned again.
-async fn list_page(core: &Rc<Core>, bucket: &str, prefix: &str, delimiter: &str, cursor: &[u8], max: usize) -> Page {
-    let mut page = Page { contents: Vec::new(), prefixes: Vec::new(), truncated: false, next: None };
-    let marker = cursor.to_vec();
-    let mut cursor = cursor.to_vec();
-    if max == 0 {
-        return page;
-    }
-    loop {
-        let want = max - (page.contents.len() + page.prefixes.len()) + 1;
-        let batch = objects::list_objects(core, bucket, prefix, &cursor, want.min(MAX_LIST_KEYS + 1)).await;
-        if batch.is_empty() {
-            return page;
-        }
-        let mut refetch = false;
-        for e in batch {
-            if page.contents.len() + page.prefixes.len() >= max {
-                page.truncated = true;
-                page.next = Some(cursor.clone());
-                return page;
-            }
-            let rest = &e.key[prefix.len()..];
-            if !delimiter.is_empty() {
-                if let Some(i) = rest.find(delimiter) {
-                    let cp = format!("{prefix}{}", &rest[..i + delimiter.len()]);
-                    // Skip every key under this common prefix: 0xFF never
-                    // occurs in UTF-8, so cp ‖ 0xFF sorts after all of them.
-                    cursor = cp.as_bytes().to_vec();
-                    cursor.push(0xFF);
-                    if cp.as_bytes() > &marker[..] {
-                        page.prefixes.push(cp);
-                    }
-                    refetch = true;
-                    break;
-                }
-            }
-            cursor = e.key.as_bytes().to_vec();
-            page.contents.push(e);
-        }
-        if !refetch {
-            // The batch was shorter than asked for: there is nothing more.
-            return page;
-        }
-    }
-}
-
-async fn list_objects(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
-    let b = req.bucket.clone().unwrap();
-    objects::require_bucket(core, &b).await?;
-    let v2 = req.q("list-type") == Some("2");
-    let prefix = req.q("prefix").unwrap_or("").to_string();
-    let delimiter = req.q("delimiter").unwrap_or("").to_string();
-    let max_keys: usize = match req.q("max-keys") {
-        Some(s) => s.parse::<i64>().map_err(|_| S3Error::new(S3ErrorCode::InvalidArgument, "max-keys must be an integer"))?.clamp(0, MAX_LIST_KEYS as i64) as usize,
-        None => MAX_LIST_KEYS,
-    };
-    let encoding_url = match req.q("encoding-type") {
-        None => false,
-        Some("url") => true,
-        Some(other) => return Err(S3Error::new(S3ErrorCode::InvalidArgument, format!("Invalid Encoding Method specified in Request: {other}")).into()),
-    };
-    let token = req.q("continuation-token").map(|s| s.to_string());
-    let start_after = if v2 { req.q("start-after") } else { req.q("marker") }.unwrap_or("").to_string();
-    let cursor = match &token {
-        Some(t) => decode_token(t)?,
-        None => start_after.as_bytes().to_vec(),
-    };
-    let page = list_page(core, &b, &prefix, &delimiter, &cursor, max_keys).await;
-    let etags: Vec<String> = page.contents.iter().map(|e| e.etag.clone()).collect();
-    let owner = req.owner();
-    let fetch_owner = req.q("fetch-owner") == Some("true") || !v2;
-    let entries: Vec<xml::ObjectEntry<'_>> = page
-        .contents
-        .iter()
-        .zip(etags.iter())
-        .map(|(e, etag)| xml::ObjectEntry {
-            key: &e.key,
-            last_modified_ms: e.last_modified_ms as i64,
-            etag,
-            size: e.size,
-            storage_class: "STANDARD",
-            owner: if fetch_owner { Some(xml::Owner { id: &owner, display_name: &owner }) } else { None },
-        })
-        .collect();
-    let cps: Vec<&str> = page.prefixes.iter().map(|s| s.as_str()).collect();
-    let next_token = page.next.as_ref().map(|n| encode_token(n));
-    let body = if v2 {
-        xml::list_objects_v2(&xml::ListObjectsV2 {
-            name: &b,
-            prefix: &prefix,
-            delimiter: if delimiter.is_empty() { None } else { Some(&delimiter) },
-            max_keys: max_keys as u32,
-            is_truncated: page.truncated,
-            continuation_token: token.as_deref(),
-            next_continuation_token: next_token.as_deref(),
-            start_after: if start_after.is_empty() { None } else { Some(&start_after) },
-            encoding_url,
-            contents: &entries,
-            common_prefixes: &cps,
-        })
-    } else {
-        let next_marker = if page.truncated && !delimiter.is_empty() {
-            page.contents.last().map(|e| e.key.clone()).into_iter().chain(page.prefixes.last().cloned()).max()
-        } else {
-            None
-        };
-        xml::list_objects_v1(&xml::ListObjectsV1 {
-            name: &b,
-            prefix: &prefix,
-            marker: &start_after,
-            next_marker: next_marker.as_deref(),
-            delimiter: if delimiter.is_empty() { None } else { Some(&delimiter) },
-            max_keys: max_keys as u32,
-            is_truncated: page.truncated,
-            encoding_url,
-            contents: &entries,
-            common_prefixes: &cps,
-        })
-    };
-    send_xml(conn, 200, &req.id, body).await
-}
-
-async fn delete_objects(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
-    let b = req.bucket.clone().unwrap();
-    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
-    let mut body = Body::new(framing, None);
-    let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
-    if let Some(md5h) = req.head.header("content-md5") {
-        crate::s3::checksum::verify_content_md5(md5h, &crate::s3::checksum::md5(&bytes))?;
-    }
-    verify_body_sha256(req, &bytes)?;
-    objects::require_bucket(core, &b).await?;
-    let dr = xml::parse_delete(&bytes)?;
-    let mut deleted = Vec::new();
-    let mut errors: Vec<(String, S3Error)> = Vec::new();
-    for o in &dr.objects {
-        if let Err(e) = names::validate_key(&o.key) {
-            errors.push((o.key.clone(), e));
-            continue;
-        }
-        match objects::delete_object(core, &b, &o.key).await {
-            Ok(()) => deleted.push(o.key.clone()),
-            Err(e) => errors.push((o.key.clone(), e)),
-        }
-    }
-    let d: Vec<xml::DeletedEntry<'_>> = deleted.iter().map(|k| xml::DeletedEntry { key: k, version_id: None }).collect();
-    let e: Vec<xml::DeleteErrorEntry<'_>> =
-        errors.iter().map(|(k, e)| xml::DeleteErrorEntry { key: k, version_id: None, code: e.code_str(), message: &e.message }).collect();
-    send_xml(conn, 200, &req.id, xml::delete_result(&d, &e, dr.quiet)).await
-}
-
 fn verify_body_sha256(req: &Req, bytes: &[u8]) -> S3Result<()> {
     if let Some(AuthOutcome { payload: PayloadMode::Sha256(want), .. }) = &req.auth {
         crate::s3::checksum::verify_payload_sha256(want, &crate::s3::checksum::sha256(bytes))?;
@@ -1025,22 +826,16 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
         hs.push(("x-amz-mp-parts-count", &parts_count));
     }
     // Stored standard headers, each overridden by its response-* parameter.
-    let overrides: Vec<(String, String)> = RESPONSE_OVERRIDES
-        .iter()
-        .map(|(param, header)| {
-            let v = req.q(param).map(|v| v.to_string()).or_else(|| match *header {
-                "content-type" => Some(m.content_type.clone()),
-                h => m.sys(&sys_meta_name(h)).map(|v| v.to_string()),
-            });
-            (header.to_string(), v.unwrap_or_default())
-        })
-        .collect();
-    for (n, v) in &overrides {
-        if !v.is_empty() {
-            hs.push((n.as_str(), v.as_str()));
+    for (param, header, name) in RESPONSE_OVERRIDES {
+        let v = req.q(param).or_else(|| match header {
+            "content-type" => Some(m.content_type.as_str()),
+            h => m.sys_header(h),
+        });
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            hs.push((name, v));
         }
     }
-    if let Some(r) = m.sys(&sys_meta_name("x-amz-website-redirect-location")) {
+    if let Some(r) = m.sys_header("x-amz-website-redirect-location") {
         hs.push(("x-amz-website-redirect-location", r));
     }
     let tag_count = m.sys(SYS_TAGGING).map(|t| crate::s3::tagging::decode(t).len().to_string());
@@ -1119,13 +914,14 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
 }
 
 /// `response-*` query parameters of GetObject and the header each overrides.
-const RESPONSE_OVERRIDES: [(&str, &str); 6] = [
-    ("response-content-type", "content-type"),
-    ("response-content-language", "content-language"),
-    ("response-expires", "expires"),
-    ("response-cache-control", "cache-control"),
-    ("response-content-disposition", "content-disposition"),
-    ("response-content-encoding", "content-encoding"),
+/// (parameter, stored header, header as sent).
+const RESPONSE_OVERRIDES: [(&str, &str, &str); 6] = [
+    ("response-content-type", "content-type", "Content-Type"),
+    ("response-content-language", "content-language", "Content-Language"),
+    ("response-expires", "expires", "Expires"),
+    ("response-cache-control", "cache-control", "Cache-Control"),
+    ("response-content-disposition", "content-disposition", "Content-Disposition"),
+    ("response-content-encoding", "content-encoding", "Content-Encoding"),
 ];
 
 /// Bytes `[start, end]` of part `n` of an object (`GET ?partNumber=N`); an
@@ -1151,160 +947,4 @@ fn part_range(m: &Manifest, n: u32) -> S3Result<(u64, u64)> {
 
 fn etag_matches(header: &str, etag: &str) -> bool {
     header.split(',').map(|s| s.trim()).any(|t| t == "*" || xml::normalize_etag(t) == etag)
-}
-
-// ---------------------------------------------------------------- multipart
-
-async fn create_upload(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
-    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
-    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
-    if !matches!(framing, BodyFraming::None | BodyFraming::ContentLength(0)) {
-        let mut body = Body::new(framing, None);
-        body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
-    }
-    objects::require_bucket(core, &b).await?;
-    let up = random_uid();
-    let meta = UploadMeta {
-        bucket: b.clone(),
-        key: k.clone(),
-        upload_id: up,
-        created_ms: storage::now_ms(),
-        content_type: req.head.header("content-type").unwrap_or("binary/octet-stream").to_string(),
-        user_meta: object_meta(req)?,
-        checksum_algorithm: req.head.header("x-amz-checksum-algorithm").unwrap_or("").to_string(),
-    };
-    objects::create_upload(core, meta).await?;
-    send_xml(conn, 200, &req.id, xml::initiate_multipart_upload(&b, &k, &objects::upload_id_str(&up))).await
-}
-
-async fn upload_part(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
-    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
-    let n: u32 = req
-        .q("partNumber")
-        .and_then(|s| s.parse().ok())
-        .filter(|n| (1..=objects::MAX_PARTS).contains(n))
-        .ok_or_else(|| closing(S3Error::new(S3ErrorCode::InvalidArgument, format!("Part number must be an integer between 1 and {}, inclusive", objects::MAX_PARTS))))?;
-    let up = objects::parse_upload_id(req.q("uploadId").unwrap_or("")).map_err(closing)?;
-    let (mut body, size) = open_body(req).map_err(closing)?;
-    if let Some(sz) = size {
-        if sz > 5 << 30 {
-            return Err(closing(S3Error::new(S3ErrorCode::EntityTooLarge, "a part may be at most 5 GiB")));
-        }
-    }
-    let mut checks = BodyChecks::new(req).map_err(closing)?;
-    // The bucket may have been deleted since the upload started.
-    objects::require_bucket(core, &b).await.map_err(closing)?;
-    objects::get_upload(core, &b, &k, &up).await.map_err(closing)?;
-    send_continue(conn, req).await?;
-    let mut writer = BlockWriter::new(core, &b, &k, objects::local_version(core));
-    let (total, _) = match receive_blocks(core, conn, &mut body, &mut checks, &mut writer, None).await {
-        Ok(x) => x,
-        Err(e) => {
-            writer.abort().await;
-            return Err(closing(e));
-        }
-    };
-    core.metrics.bytes_in.fetch_add(total, Ordering::Relaxed);
-    let (md5, checksums) = match checks.finish(&body) {
-        Ok(x) => x,
-        Err(e) => {
-            writer.abort().await;
-            return Err(e.into());
-        }
-    };
-    let etag = hex::encode(md5);
-    let pm = PartMeta { part_number: n, uid: writer.uid, size: total, etag: etag.clone(), last_modified_ms: storage::now_ms(), checksums: checksums.clone() };
-    if writer.blocks() == 0 {
-        // An empty part has no blocks, so no intent to clear.
-    }
-    objects::put_part(core, &b, &k, &up, pm).await?;
-    let quoted = format!("\"{etag}\"");
-    let mut hs: Vec<(&str, &str)> = vec![("ETag", &quoted)];
-    for (n, v) in &checksums {
-        hs.push((n.as_str(), v.as_str()));
-    }
-    send_empty(conn, 200, &req.id, &hs).await
-}
-
-async fn complete_upload(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
-    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
-    let up = objects::parse_upload_id(req.q("uploadId").unwrap_or("")).map_err(closing)?;
-    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
-    let mut body = Body::new(framing, None);
-    let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
-    verify_body_sha256(req, &bytes)?;
-    let parts = xml::parse_complete_multipart_upload(&bytes)?;
-    let wanted: Vec<(u32, String)> = parts.iter().map(|p| (p.part_number, xml::normalize_etag(&p.etag).to_string())).collect();
-    let cfg = &core.node.cfg.s3;
-    // Never create an object in a bucket deleted since the upload started.
-    objects::require_bucket(core, &b).await?;
-    let cond = write_condition(req)?;
-    let m = objects::complete_upload(core, &b, &k, &up, wanted, cfg.min_part_bytes, cfg.block_size, cond).await?;
-    let location = format!("/{b}/{k}");
-    let checks: Vec<(ChecksumAlgorithm, &str)> = m.checksums.iter().filter_map(|(n, v)| ChecksumAlgorithm::from_header_name(n).map(|a| (a, v.as_str()))).collect();
-    send_xml(conn, 200, &req.id, xml::complete_multipart_upload(&location, &b, &k, &m.etag, &checks)).await
-}
-
-async fn list_parts(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
-    let (b, k) = (req.bucket.clone().unwrap(), req.key.clone().unwrap());
-    let up = objects::parse_upload_id(req.q("uploadId").unwrap_or(""))?;
-    let marker: u32 = req.q("part-number-marker").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let max: usize = req.q("max-parts").and_then(|s| s.parse().ok()).unwrap_or(MAX_LIST_PARTS).min(MAX_LIST_PARTS);
-    let all = objects::list_parts(core, &b, &k, &up).await?;
-    let after: Vec<&PartMeta> = all.iter().filter(|p| p.part_number > marker).collect();
-    let truncated = after.len() > max;
-    let shown: Vec<&PartMeta> = after.into_iter().take(max).collect();
-    let checks: Vec<Vec<(ChecksumAlgorithm, &str)>> = shown
-        .iter()
-        .map(|p| p.checksums.iter().filter_map(|(n, v)| ChecksumAlgorithm::from_header_name(n).map(|a| (a, v.as_str()))).collect())
-        .collect();
-    let entries: Vec<xml::PartEntry<'_>> = shown
-        .iter()
-        .zip(checks.iter())
-        .map(|(p, c)| xml::PartEntry { part_number: p.part_number, last_modified_ms: p.last_modified_ms as i64, etag: &p.etag, size: p.size, checksums: c })
-        .collect();
-    let upid = objects::upload_id_str(&up);
-    let owner = req.owner();
-    let body = xml::list_parts(&xml::ListParts {
-        bucket: &b,
-        key: &k,
-        upload_id: &upid,
-        part_number_marker: marker,
-        next_part_number_marker: if truncated { shown.last().map(|p| p.part_number) } else { None },
-        max_parts: max as u32,
-        is_truncated: truncated,
-        storage_class: "STANDARD",
-        owner: Some(xml::Owner { id: &owner, display_name: &owner }),
-        parts: &entries,
-    });
-    send_xml(conn, 200, &req.id, body).await
-}
-
-async fn list_uploads(core: &Rc<Core>, conn: &mut Conn, req: &Req) -> HResult {
-    let b = req.bucket.clone().unwrap();
-    objects::require_bucket(core, &b).await?;
-    let prefix = req.q("prefix").unwrap_or("").to_string();
-    let all = objects::list_uploads(core, &b, &prefix).await;
-    let ids: Vec<String> = all.iter().map(|u| objects::upload_id_str(&u.upload_id)).collect();
-    let owner = req.owner();
-    let entries: Vec<xml::UploadEntry<'_>> = all
-        .iter()
-        .zip(ids.iter())
-        .map(|(u, id)| xml::UploadEntry { key: &u.key, upload_id: id, initiated_ms: u.created_ms as i64, storage_class: "STANDARD", owner: Some(xml::Owner { id: &owner, display_name: &owner }) })
-        .collect();
-    let body = xml::list_multipart_uploads(&xml::ListMultipartUploads {
-        bucket: &b,
-        key_marker: "",
-        upload_id_marker: "",
-        next_key_marker: None,
-        next_upload_id_marker: None,
-        prefix: &prefix,
-        delimiter: None,
-        max_uploads: 1000,
-        is_truncated: false,
-        encoding_url: false,
-        uploads: &entries,
-        common_prefixes: &[],
-    });
-    send_xml(conn, 200, &req.id, body).await
 }
