@@ -128,7 +128,10 @@ fn main() {
                  #   access_key = \"AKIA...\"\n\
                  #   secret_key = \"...\"\n\
                  #\n\
-                 # or allow anonymous access with s3.anonymous = \"read\" or \"all\".\n\n{}",
+                 # or allow anonymous access with s3.anonymous = \"read\" or \"all\".\n\
+                 #\n\
+                 # HTTPS for the S3 API (beside s3.listen; unset by default):\n\
+                 #   [s3] tls_listen = \"0.0.0.0:8443\", tls_cert = \"cert.pem\", tls_key = \"key.pem\"\n\n{}",
                 config::Config::default().to_toml()
             );
             0

@@ -291,7 +291,9 @@ async fn handle(core: &Rc<Core>, conn: &mut Conn, head: RequestHead, id: String)
         Ok((status, after)) => (op, status, if after == After::Close { After::Close } else { keep }),
         Err(Failure { err, after }) => {
             let st = err.status();
-            if st >= 500 {
+            // (501 answers what a client asked for, not a fault of the node:
+            // counted under op NotImplemented, not logged)
+            if st >= 500 && st != 501 {
                 log::warn!("{} {} {}: {}: {}", req.id, req.head.method, req.head.raw_path, err.code_str(), err.message);
             }
             if after == After::Abort {
