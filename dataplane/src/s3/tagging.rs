@@ -80,6 +80,11 @@ pub fn decode(stored: &str) -> TagSet {
     parse_header(stored).unwrap_or_default()
 }
 
+/// How many tags a stored tag set holds, without decoding it.
+pub fn count(stored: &str) -> usize {
+    stored.split('&').filter(|p| !p.is_empty()).count()
+}
+
 /// Parses and validates a `<Tagging><TagSet><Tag><Key/><Value/></Tag>…` body.
 pub fn parse_xml(body: &[u8]) -> Result<TagSet, S3Error> {
     let root = parse_document(body)?;
@@ -127,6 +132,7 @@ mod tests {
         let t = parse_header("a=1&b%20c=x%2Fy&empty=").unwrap();
         assert_eq!(t, vec![("a".into(), "1".into()), ("b c".into(), "x/y".into()), ("empty".into(), "".into())]);
         assert_eq!(decode(&encode(&t)), t);
+        assert_eq!(count(&encode(&t)), 3);
         let eleven: String = (0..11).map(|i| format!("k{i}=v&")).collect();
         assert_eq!(parse_header(&eleven).unwrap_err().code, S3ErrorCode::InvalidTag);
         assert_eq!(parse_header("a=1&a=2").unwrap_err().code, S3ErrorCode::InvalidTag);

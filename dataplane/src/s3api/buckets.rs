@@ -179,13 +179,7 @@ pub(super) async fn list_objects(core: &Rc<Core>, conn: &mut Conn, req: &Req) ->
 
 pub(super) async fn delete_objects(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
     let b = req.bucket.clone().unwrap();
-    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
-    let mut body = Body::new(framing, None);
-    let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
-    if let Some(md5h) = req.head.header("content-md5") {
-        crate::s3::checksum::verify_content_md5(md5h, &crate::s3::checksum::md5(&bytes))?;
-    }
-    verify_body_sha256(req, &bytes)?;
+    let bytes = read_checked_xml_body(conn, req).await?;
     objects::require_bucket(core, &b).await?;
     let dr = xml::parse_delete(&bytes)?;
     let mut deleted = Vec::new();

@@ -474,6 +474,19 @@ fn internal_io() -> S3Error {
     S3Error::new(S3ErrorCode::InternalError, "connection lost while sending the response")
 }
 
+/// Reads a whole XML request body (at most MAX_XML_BODY_BYTES) and checks
+/// its Content-MD5 and signed SHA-256 (DeleteObjects, PutObjectTagging).
+async fn read_checked_xml_body(conn: &mut Conn, req: &Req) -> Result<Vec<u8>, Failure> {
+    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
+    let mut body = Body::new(framing, None);
+    let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
+    if let Some(md5h) = req.head.header("content-md5") {
+        crate::s3::checksum::verify_content_md5(md5h, &crate::s3::checksum::md5(&bytes))?;
+    }
+    verify_body_sha256(req, &bytes)?;
+    Ok(bytes)
+}
+
 fn verify_body_sha256(req: &Req, bytes: &[u8]) -> S3Result<()> {
     if let Some(AuthOutcome { payload: PayloadMode::Sha256(want), .. }) = &req.auth {
         crate::s3::checksum::verify_payload_sha256(want, &crate::s3::checksum::sha256(bytes))?;
@@ -840,7 +853,7 @@ async fn get_object(core: &Rc<Core>, conn: &mut Conn, req: &Req, head_only: bool
     if let Some(r) = m.sys_header("x-amz-website-redirect-location") {
         hs.push(("x-amz-website-redirect-location", r));
     }
-    let tag_count = m.sys(SYS_TAGGING).map(|t| crate::s3::tagging::decode(t).len().to_string());
+    let tag_count = m.sys(SYS_TAGGING).map(|t| crate::s3::tagging::count(t).to_string());
     if let Some(n) = &tag_count {
         hs.push(("x-amz-tagging-count", n));
     }

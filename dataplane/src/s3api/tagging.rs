@@ -31,13 +31,7 @@ pub(super) async fn get_tagging(core: &Rc<Core>, conn: &mut Conn, req: &mut Req)
 }
 
 pub(super) async fn put_tagging(core: &Rc<Core>, conn: &mut Conn, req: &mut Req) -> HResult {
-    let framing = req.head.body_framing().map_err(|e| closing(e.to_s3_error()))?;
-    let mut body = Body::new(framing, None);
-    let bytes = body.read_to_end(conn, MAX_XML_BODY_BYTES).await.map_err(closing)?;
-    if let Some(md5h) = req.head.header("content-md5") {
-        crate::s3::checksum::verify_content_md5(md5h, &crate::s3::checksum::md5(&bytes))?;
-    }
-    verify_body_sha256(req, &bytes)?;
+    let bytes = read_checked_xml_body(conn, req).await?;
     let set = tags::parse_xml(&bytes)?;
     set_tags(core, conn, req, set).await
 }
